@@ -97,14 +97,22 @@ impl Connection {
   }
 }
 
-/// Whether the response can no longer carry events: destroyed (client left)
-/// or ended (by us or by other code).
+/// Whether the response can no longer carry events: destroyed (client left),
+/// ended (by us or by other code), or its socket destroyed (the response
+/// itself only learns that a tick later, with `'close'`).
 fn is_gone(res: &Object) -> Result<bool> {
-  for flag in ["destroyed", "writableEnded"] {
-    let value: Unknown = res.get_named_property(flag)?;
-    if value.get_type()? == ValueType::Boolean && unsafe { value.cast::<bool>() }? {
-      return Ok(true);
-    }
+  if flag(res, "destroyed")? || flag(res, "writableEnded")? {
+    return Ok(true);
+  }
+  let socket: Unknown = res.get_named_property("socket")?;
+  if socket.get_type()? == ValueType::Object {
+    return flag(&unsafe { socket.cast::<Object>() }?, "destroyed");
   }
   Ok(false)
+}
+
+/// `target[name] === true`.
+fn flag(target: &Object, name: &str) -> Result<bool> {
+  let value: Unknown = target.get_named_property(name)?;
+  Ok(value.get_type()? == ValueType::Boolean && unsafe { value.cast::<bool>() }?)
 }

@@ -249,7 +249,7 @@ fn stringify_payload(env: &Env, payload: Unknown) -> Result<String> {
       env,
       errors::INVALID_PAYLOAD,
       &format!(
-        "send(data): data.eventPayload must be serialisable by JSON.stringify (got {})",
+        "send(data): data.eventPayload must be serialisable by JSON.stringify, which returned undefined (got {})",
         errors::type_name(payload.get_type()?)
       ),
     ));

@@ -1,0 +1,109 @@
+// Byte compatibility with the S42Core SSE class, read off a raw socket.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+
+import { SSE } from 'native-sse'
+import { UUID_V4, deferred, rawGet, s42Frame, splitEvents, startServer } from './helpers.mjs'
+
+let srv
+const connections = new Map() // request path -> { sse, res }
+
+before(async () => {
+  srv = await startServer((req, res) => {
+    const sse = new SSE(req, res)
+    const entry = { sse, res, headersSentAfterConstructor: res.headersSent }
+    connections.set(req.url, entry)
+    entry.ready?.resolve()
+  })
+})
+after(() => srv.close())
+
+async function open(path) {
+  const client = rawGet(srv.port, path)
+  await client.waitForBody((body) => body.includes('\n\n'))
+  return { client, entry: connections.get(path) }
+}
+
+test('status and headers, flushed before any event but the welcome', async () => {
+  const { client, entry } = await open('/headers')
+  const response = client.response()
+  assert.equal(response.status, 200)
+  assert.equal(response.headers['content-type'], 'text/event-stream')
+  assert.ok(response.rawHeaderNames.includes('Content-Type'))
+  assert.match(response.headers['cache-control'], /^no-cache(, no-transform)?$/)
+  assert.equal(response.headers.connection, 'keep-alive')
+  assert.equal(response.headers['content-length'], undefined)
+  assert.equal(response.headers['content-encoding'], undefined)
+  assert.equal(entry.headersSentAfterConstructor, true, 'flushHeaders() ran inside the constructor')
+  client.close()
+})
+
+test('the body starts with the welcome event carrying getUUID()', async () => {
+  const { client, entry } = await open('/welcome')
+  const uuid = entry.sse.getUUID()
+  assert.match(uuid, UUID_V4)
+  const body = client.response().body.toString('utf8')
+  assert.equal(body, `id: 0\nevent: welcome\ndata: {"uuid":"${uuid}"}\n\n`)
+  assert.equal(body, s42Frame(0, 'welcome', { uuid }))
+  client.close()
+})
+
+test('every connection gets its own v4 UUID', async () => {
+  const uuids = new Set()
+  for (let i = 0; i < 20; i++) {
+    const { client, entry } = await open(`/uuid-${i}`)
+    const uuid = entry.sse.getUUID()
+    assert.match(uuid, UUID_V4)
+    assert.ok(client.response().body.toString().includes(`"uuid":"${uuid}"`))
+    uuids.add(uuid)
+    client.close()
+  }
+  assert.equal(uuids.size, 20)
+})
+
+test('send() writes id, event and JSON data with ids 1, 2, 3 ...', async () => {
+  const { client, entry } = await open('/send')
+  const sent = [
+    ['update', { message: 'New update available!' }],
+    ['exampleEvent', { data: 'Hello, SSE!' }],
+    ['update', [1, 2, 3]],
+    ['ping', null],
+  ]
+  for (const [eventName, eventPayload] of sent) {
+    assert.equal(entry.sse.send({ eventName, eventPayload }), true)
+  }
+  let expected = s42Frame(0, 'welcome', { uuid: entry.sse.getUUID() })
+  sent.forEach(([name, payload], i) => (expected += s42Frame(i + 1, name, payload)))
+  const response = await client.waitForBody((body) => body.length >= expected.length)
+  assert.equal(response.body.toString('utf8'), expected)
+  client.close()
+})
+
+test('each write to the response holds whole events only', async () => {
+  const { client, entry } = await open('/chunks')
+  for (let i = 0; i < 50; i++) entry.sse.send({ eventName: 'n', eventPayload: { i, pad: 'x'.repeat(i * 37) } })
+  const response = await client.waitForBody((body) => splitEvents(body).length === 51)
+  for (const chunk of response.chunks) {
+    const text = chunk.toString('utf8')
+    assert.ok(text.startsWith('id: '), `chunk starts at an event boundary: ${JSON.stringify(text.slice(0, 20))}`)
+    assert.ok(text.endsWith('\n\n'), 'chunk ends with a complete event')
+  }
+  client.close()
+})
+
+test('close() ends the response and the client sees the end of the stream', async () => {
+  const { client, entry } = await open('/close')
+  const finished = deferred()
+  entry.res.on('finish', finished.resolve)
+  entry.sse.send({ eventName: 'bye', eventPayload: {} })
+  entry.sse.close()
+  await finished.promise
+  const response = await client.waitForBody((_, parsed) => parsed.complete)
+  assert.equal(response.complete, true, 'terminating zero-length chunk received')
+  assert.equal(
+    response.body.toString('utf8'),
+    s42Frame(0, 'welcome', { uuid: entry.sse.getUUID() }) + s42Frame(1, 'bye', {}),
+  )
+  assert.equal(entry.res.writableEnded, true)
+  client.close()
+})
