@@ -107,3 +107,47 @@ test('close() ends the response and the client sees the end of the stream', asyn
   assert.equal(entry.res.writableEnded, true)
   client.close()
 })
+
+test('events sent in one tick reach the socket in one write, in order', async () => {
+  let sse
+  const opened = deferred()
+  const local = await startServer((req, res) => {
+    sse = new SSE(req, res)
+    for (let i = 1; i <= 10; i++) sse.send({ eventName: 'same-tick', eventPayload: { i } })
+    opened.resolve()
+  })
+  const client = rawGet(local.port, '/')
+  await opened.promise
+  let response = await client.waitForBody((body) => splitEvents(body).length === 11)
+  assert.equal(response.chunks.length, 1, 'welcome and 10 events in one chunk')
+  // A later tick: its events form the next chunk.
+  await new Promise((resolve) => setImmediate(resolve))
+  for (let i = 11; i <= 15; i++) sse.send({ eventName: 'next-tick', eventPayload: { i } })
+  response = await client.waitForBody((body) => splitEvents(body).length === 16)
+  assert.equal(response.chunks.length, 2)
+  let expected = s42Frame(0, 'welcome', { uuid: sse.getUUID() })
+  for (let i = 1; i <= 15; i++) expected += s42Frame(i, i <= 10 ? 'same-tick' : 'next-tick', { i })
+  assert.equal(response.body.toString(), expected)
+  client.close()
+  await local.close()
+})
+
+test('a large burst in one tick is written in bounded chunks, in order', async () => {
+  let sse
+  const opened = deferred()
+  const local = await startServer((req, res) => {
+    sse = new SSE(req, res)
+    opened.resolve()
+  })
+  const client = rawGet(local.port, '/')
+  await opened.promise
+  const big = 'y'.repeat(10_000)
+  for (let i = 1; i <= 300; i++) sse.send({ eventName: 'big', eventPayload: { i, big } })
+  const response = await client.waitForBody((body) => splitEvents(body).length === 301, { timeoutMs: 10_000 })
+  const events = splitEvents(response.body.toString())
+  for (let i = 1; i <= 300; i++) assert.equal(events[i], s42Frame(i, 'big', { i, big }))
+  assert.ok(response.chunks.length >= 3, `3 MB went out in ${response.chunks.length} chunks`)
+  for (const chunk of response.chunks) assert.ok(chunk.length <= 256 * 1024, `chunk of ${chunk.length} bytes`)
+  client.close()
+  await local.close()
+})

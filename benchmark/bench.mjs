@@ -3,7 +3,9 @@
 // a separate process. `npm run bench` runs the full set; `--quick` runs tiny
 // sizes (used by `npm test` to check that it still runs and counts correctly).
 //
-//   node benchmark/bench.mjs [--quick] [--rounds N] [--only scenario,...] [--out DIR]
+//   node benchmark/bench.mjs [--quick] [--rounds N] [--only scenario,...]
+//     [--impls name,...] [--out DIR] [--server-node-args "--cpu-prof ..."]
+// --server-node-args passes flags to each server process (for profiling).
 import { fork } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -25,6 +27,8 @@ const QUICK = flag('--quick')
 const ROUNDS = Number(option('--rounds', QUICK ? 1 : 3))
 const OUT = option('--out', join(here, 'results'))
 const ONLY = option('--only', null)?.split(',')
+const IMPLS = option('--impls', null)?.split(',') ?? IMPLEMENTATION_NAMES
+const SERVER_NODE_ARGS = option('--server-node-args', '').split(' ').filter(Boolean)
 const ROW_TIMEOUT_MS = 120_000
 
 // Sizes: the default run finishes in a few minutes on a 2-core machine.
@@ -41,8 +45,8 @@ export const SCENARIOS = [
     about: 'open idle connections; heap and RSS per connection after GC' },
 ].filter((s) => !ONLY || ONLY.includes(s.name))
 
-function child(script, argv = []) {
-  const proc = fork(join(here, script), argv, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+function child(script, argv = [], execArgv = []) {
+  const proc = fork(join(here, script), argv, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const queue = []
   const waiters = []
   proc.on('message', (m) => {
@@ -74,7 +78,7 @@ function child(script, argv = []) {
 }
 
 async function measureStream(impl, scenario) {
-  const server = child('server.mjs', [impl])
+  const server = child('server.mjs', [impl], SERVER_NODE_ARGS)
   const client = child('client.mjs')
   try {
     const { port } = await server.next('ready')
@@ -104,7 +108,7 @@ async function measureStream(impl, scenario) {
 }
 
 async function measureIdle(impl, scenario) {
-  const server = child('server.mjs', [impl])
+  const server = child('server.mjs', [impl], SERVER_NODE_ARGS)
   const client = child('client.mjs')
   try {
     const { port } = await server.next('ready')
@@ -156,7 +160,7 @@ function summarise(rows) {
   const summary = {}
   for (const scenario of SCENARIOS) {
     summary[scenario.name] = {}
-    for (const impl of IMPLEMENTATION_NAMES) {
+    for (const impl of IMPLS) {
       const mine = rows.filter((r) => r.scenario === scenario.name && r.impl === impl)
       const valid = mine.every((r) => r.valid) && mine.length > 0
       const entry = { valid, rounds: mine.length, errors: mine.filter((r) => !r.valid).map((r) => r.error) }
@@ -169,7 +173,7 @@ function summarise(rows) {
       summary[scenario.name][impl] = entry
     }
     // Ratios of medians: impl / raw and impl / better-sse.
-    for (const impl of IMPLEMENTATION_NAMES) {
+    for (const impl of IMPLS) {
       const entry = summary[scenario.name][impl]
       if (!entry.valid) continue
       entry.ratios = {}
@@ -216,7 +220,7 @@ function printSummary(summary) {
   for (const scenario of SCENARIOS) {
     console.log(`\n${scenario.name}: ${scenario.about}`)
     for (const metric of METRICS[scenario.kind]) {
-      const cells = IMPLEMENTATION_NAMES.map((impl) => {
+      const cells = IMPLS.map((impl) => {
         const e = summary[scenario.name][impl]
         if (!e.valid) return `${impl}: INVALID (${e.errors[0]})`
         const m = e[metric.key]
@@ -233,7 +237,7 @@ async function main() {
   const started = Date.now()
   for (let round = 0; round < ROUNDS; round++) {
     // Alternate the order of the implementations from round to round.
-    const order = IMPLEMENTATION_NAMES.map((_, i) => IMPLEMENTATION_NAMES[(i + round) % IMPLEMENTATION_NAMES.length])
+    const order = IMPLS.map((_, i) => IMPLS[(i + round) % IMPLS.length])
     for (const scenario of SCENARIOS) {
       for (const impl of order) {
         const result = scenario.kind === 'stream' ? await measureStream(impl, scenario) : await measureIdle(impl, scenario)

@@ -1,19 +1,32 @@
 //! The link between an `SSE` instance and its HTTP response: holds the
-//! response while the stream is open, notices when it ends, and lets go of it
-//! on every path (client left, `close()`, garbage collection).
+//! response while the stream is open, collects the events of the current
+//! tick into one buffer, notices when the stream ends, and lets go of the
+//! response on every path (client left, `close()`, garbage collection).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use napi::bindgen_prelude::*;
-use napi::{Env, ValueType};
+use napi::Env;
 
+use crate::js;
+use crate::runtime::Runtime;
 use crate::sse::call_method;
 
-/// Shared by the `SSE` instance and the `'close'` listener on the response.
+/// Past this many buffered bytes, a tick's events are written at once
+/// instead of at the end of the tick, which bounds the buffer.
+const FLUSH_AT_BYTES: usize = 128 * 1024;
+
+/// Shared by the `SSE` instance, the `'close'` listener on the response and
+/// the end-of-tick flush queue.
 pub struct Connection {
   res: RefCell<Option<ObjectRef<false>>>,
   closed: Cell<bool>,
+  /// Framed events not yet handed to `res.write`.
+  buffer: RefCell<Vec<u8>>,
+  /// Whether this connection is in the runtime's flush queue.
+  queued: Cell<bool>,
+  pub runtime: Rc<Runtime>,
 }
 
 impl Connection {
@@ -21,10 +34,13 @@ impl Connection {
   ///
   /// An `'error'` listener is added so that a late write error (socket reset)
   /// is never an unhandled `'error'` event, which would kill the process.
-  pub fn attach(env: &Env, res: &Object) -> Result<Rc<Connection>> {
+  pub fn attach(env: &Env, res: &Object, runtime: Rc<Runtime>) -> Result<Rc<Connection>> {
     let conn = Rc::new(Connection {
       res: RefCell::new(Some(res.create_ref()?)),
       closed: Cell::new(false),
+      buffer: RefCell::new(Vec::new()),
+      queued: Cell::new(false),
+      runtime,
     });
 
     let on_error = env.create_function_from_closure::<Unknown, (), _>("onSSEError", |_| Ok(()))?;
@@ -48,26 +64,54 @@ impl Connection {
     self.closed.get()
   }
 
-  /// Writes `chunk` with one `res.write` call. Returns whether it was handed
-  /// to the response; `false` means the stream is gone and nothing was sent.
-  pub fn write(&self, env: &Env, chunk: String) -> Result<bool> {
-    let Some(res) = self.response(env)? else {
-      return Ok(false);
+  /// Appends to the pending bytes with `fill`, then makes sure they are
+  /// written: at the end of the tick, or now when enough has piled up.
+  /// `fill` must not call into JavaScript.
+  pub fn push(self: &Rc<Self>, env: &Env, fill: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+    let len = {
+      let mut buffer = self.buffer.borrow_mut();
+      fill(&mut buffer);
+      buffer.len()
     };
-    let accepted = call_method(&res, "write", chunk)?;
-    if accepted.get_type()? == ValueType::Boolean && !unsafe { accepted.cast::<bool>() }? {
-      // `false` is either backpressure (the chunk is queued) or a stream that
-      // is already destroyed or ended (the chunk is dropped).
-      if is_gone(&res)? {
-        self.release(env);
-        return Ok(false);
-      }
+    if len >= FLUSH_AT_BYTES {
+      return self.flush(env);
     }
-    Ok(true)
+    if !self.queued.get() {
+      self.queued.set(true);
+      self.runtime.enqueue(env, self)?;
+    }
+    Ok(())
   }
 
-  /// Ends the response once. Later calls do nothing.
+  /// Hands the pending bytes to `res.write` in one call.
+  pub fn flush(&self, env: &Env) -> Result<()> {
+    self.queued.set(false);
+    let bytes = std::mem::take(&mut *self.buffer.borrow_mut());
+    if bytes.is_empty() {
+      return Ok(());
+    }
+    let Some(res) = self.response(env)? else {
+      return Ok(());
+    };
+    let raw = env.raw();
+    let write = js::get(raw, res.raw(), c"write")?;
+    let chunk = js::chunk_from_vec(raw, bytes)?;
+    let accepted = js::call(raw, res.raw(), write, &[chunk])?;
+    if js::type_of(raw, accepted)? == napi::sys::ValueType::napi_boolean {
+      let accepted = unsafe { Unknown::from_raw_unchecked(raw, accepted).cast::<bool>() }?;
+      // `false` is either backpressure (the chunk is queued) or a stream that
+      // is already destroyed or ended (the chunk is dropped).
+      if !accepted && is_gone(&res)? {
+        self.release(env);
+      }
+    }
+    Ok(())
+  }
+
+  /// Writes what is pending, then ends the response once. Later calls do
+  /// nothing.
   pub fn close(&self, env: &Env) -> Result<()> {
+    self.flush(env)?;
     let Some(res) = self.response(env)? else {
       return Ok(());
     };
@@ -76,13 +120,37 @@ impl Connection {
     Ok(())
   }
 
-  /// Marks the stream closed and drops the reference to the response.
+  /// Marks the stream closed, drops pending bytes and the reference to the
+  /// response.
   pub fn release(&self, env: &Env) {
     self.closed.set(true);
+    if let Ok(mut buffer) = self.buffer.try_borrow_mut() {
+      *buffer = Vec::new();
+    }
     if let Some(res) = self.res.borrow_mut().take() {
       // Failing to delete a reference only happens while the environment is
       // being torn down, when there is nothing left to free.
       let _ = res.unref(env);
+    }
+  }
+
+  /// Whether events can still be written. Once per tick (when nothing is
+  /// queued yet) this asks the response itself, because a client that just
+  /// left is only reported by `'close'` one tick later.
+  pub fn is_writable(&self, env: &Env) -> Result<bool> {
+    if self.closed.get() {
+      return Ok(false);
+    }
+    if self.queued.get() {
+      return Ok(true);
+    }
+    match self.response(env)? {
+      Some(res) if is_gone(&res)? => {
+        self.release(env);
+        Ok(false)
+      }
+      Some(_) => Ok(true),
+      None => Ok(false),
     }
   }
 
@@ -101,18 +169,25 @@ impl Connection {
 /// ended (by us or by other code), or its socket destroyed (the response
 /// itself only learns that a tick later, with `'close'`).
 fn is_gone(res: &Object) -> Result<bool> {
-  if flag(res, "destroyed")? || flag(res, "writableEnded")? {
+  let raw = res.value().env;
+  let res = res.raw();
+  if flag(raw, res, c"destroyed")? || flag(raw, res, c"writableEnded")? {
     return Ok(true);
   }
-  let socket: Unknown = res.get_named_property("socket")?;
-  if socket.get_type()? == ValueType::Object {
-    return flag(&unsafe { socket.cast::<Object>() }?, "destroyed");
+  let socket = js::get(raw, res, c"socket")?;
+  if js::type_of(raw, socket)? == napi::sys::ValueType::napi_object {
+    return flag(raw, socket, c"destroyed");
   }
   Ok(false)
 }
 
 /// `target[name] === true`.
-fn flag(target: &Object, name: &str) -> Result<bool> {
-  let value: Unknown = target.get_named_property(name)?;
-  Ok(value.get_type()? == ValueType::Boolean && unsafe { value.cast::<bool>() }?)
+fn flag(env: napi::sys::napi_env, target: js::Value, name: &std::ffi::CStr) -> Result<bool> {
+  let value = js::get(env, target, name)?;
+  if js::type_of(env, value)? != napi::sys::ValueType::napi_boolean {
+    return Ok(false);
+  }
+  let mut result = false;
+  napi::check_status!(unsafe { napi::sys::napi_get_value_bool(env, value, &mut result) })?;
+  Ok(result)
 }

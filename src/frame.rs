@@ -7,42 +7,53 @@
 //! dispatch it. Field values are assumed to be validated already (see
 //! `validate.rs`); `data` may hold line breaks and is split here.
 
-use std::fmt::Write;
-
-/// One event to frame. Fields that are `None` are left out.
+/// One event to frame. Fields that are `None` are left out. Text is UTF-8.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Event<'a> {
   /// The `id:` field: the value clients report back in `Last-Event-ID`.
   pub id: Option<u64>,
   /// The `event:` field: the event type clients listen for.
-  pub name: Option<&'a str>,
+  pub name: Option<&'a [u8]>,
   /// The `data:` text. CR, LF and CRLF each start a new `data:` line.
-  pub data: &'a str,
+  pub data: &'a [u8],
 }
 
 /// Appends the framed `event` to `out`.
-pub fn push_event(out: &mut String, event: &Event<'_>) {
+pub fn push_event(out: &mut Vec<u8>, event: &Event<'_>) {
   out.reserve(event_len_hint(event));
   if let Some(id) = event.id {
-    out.push_str("id: ");
-    // Writing into a String cannot fail.
-    let _ = write!(out, "{id}");
-    out.push('\n');
+    out.extend_from_slice(b"id: ");
+    push_decimal(out, id);
+    out.push(b'\n');
   }
   if let Some(name) = event.name {
-    out.push_str("event: ");
-    out.push_str(name);
-    out.push('\n');
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name);
+    out.push(b'\n');
   }
   push_data_lines(out, event.data);
-  out.push('\n');
+  out.push(b'\n');
 }
 
-/// Frames `event` into a new String.
-pub fn frame_event(event: &Event<'_>) -> String {
-  let mut out = String::new();
+/// Frames `event` into a new buffer.
+pub fn frame_event(event: &Event<'_>) -> Vec<u8> {
+  let mut out = Vec::new();
   push_event(&mut out, event);
   out
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+  let mut digits = [0u8; 20];
+  let mut i = digits.len();
+  loop {
+    i -= 1;
+    digits[i] = b'0' + (n % 10) as u8;
+    n /= 10;
+    if n == 0 {
+      break;
+    }
+  }
+  out.extend_from_slice(&digits[i..]);
 }
 
 fn event_len_hint(event: &Event<'_>) -> usize {
@@ -54,37 +65,26 @@ fn event_len_hint(event: &Event<'_>) -> usize {
 
 /// Writes one `data:` line per line of `data`. CRLF counts as one break, and
 /// so do a lone CR and a lone LF. U+2028 and U+2029 are not line breaks in
-/// the event-stream format and stay inside their line.
-fn push_data_lines(out: &mut String, data: &str) {
-  let bytes = data.as_bytes();
+/// the event-stream format and stay inside their line. Line breaks are found
+/// with `memchr`, so long single-line data (JSON) costs one fast scan.
+fn push_data_lines(out: &mut Vec<u8>, data: &[u8]) {
   let mut start = 0;
-  let mut i = 0;
-  while i < bytes.len() {
-    match bytes[i] {
-      b'\n' => {
-        push_data_line(out, &data[start..i]);
-        i += 1;
-        start = i;
-      }
-      b'\r' => {
-        push_data_line(out, &data[start..i]);
-        i += if bytes.get(i + 1) == Some(&b'\n') {
-          2
-        } else {
-          1
-        };
-        start = i;
-      }
-      _ => i += 1,
-    }
+  while let Some(offset) = memchr::memchr2(b'\r', b'\n', &data[start..]) {
+    let at = start + offset;
+    push_data_line(out, &data[start..at]);
+    start = if data[at] == b'\r' && data.get(at + 1) == Some(&b'\n') {
+      at + 2
+    } else {
+      at + 1
+    };
   }
   push_data_line(out, &data[start..]);
 }
 
-fn push_data_line(out: &mut String, line: &str) {
-  out.push_str("data: ");
-  out.push_str(line);
-  out.push('\n');
+fn push_data_line(out: &mut Vec<u8>, line: &[u8]) {
+  out.extend_from_slice(b"data: ");
+  out.extend_from_slice(line);
+  out.push(b'\n');
 }
 
 /// The data of the welcome event: `{"uuid":"<uuid>"}`, exactly as
@@ -97,13 +97,17 @@ pub fn welcome_data(uuid: &str) -> String {
 mod tests {
   use super::*;
 
+  fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap()
+  }
+
   #[test]
   fn s42core_layout() {
-    let framed = frame_event(&Event {
+    let framed = text(frame_event(&Event {
       id: Some(7),
-      name: Some("update"),
-      data: r#"{"message":"hi"}"#,
-    });
+      name: Some(b"update"),
+      data: br#"{"message":"hi"}"#,
+    }));
     assert_eq!(
       framed,
       "id: 7\nevent: update\ndata: {\"message\":\"hi\"}\n\n"
@@ -113,11 +117,11 @@ mod tests {
   #[test]
   fn welcome_matches_the_original() {
     let uuid = "1ceb707b-f57a-4645-a1f6-2c12575fb151";
-    let framed = frame_event(&Event {
+    let framed = text(frame_event(&Event {
       id: Some(0),
-      name: Some("welcome"),
-      data: &welcome_data(uuid),
-    });
+      name: Some(b"welcome"),
+      data: welcome_data(uuid).as_bytes(),
+    }));
     assert_eq!(
       framed,
       "id: 0\nevent: welcome\ndata: {\"uuid\":\"1ceb707b-f57a-4645-a1f6-2c12575fb151\"}\n\n"
@@ -126,56 +130,72 @@ mod tests {
 
   #[test]
   fn empty_name_is_written_as_the_original_does() {
-    let framed = frame_event(&Event {
+    let framed = text(frame_event(&Event {
       id: Some(1),
-      name: Some(""),
-      data: "1",
-    });
+      name: Some(b""),
+      data: b"1",
+    }));
     assert_eq!(framed, "id: 1\nevent: \ndata: 1\n\n");
   }
 
   #[test]
   fn data_is_split_on_every_kind_of_line_break() {
-    let framed = frame_event(&Event {
+    let framed = text(frame_event(&Event {
       id: None,
       name: None,
-      data: "a\nb\r\nc\rd",
-    });
+      data: b"a\nb\r\nc\rd",
+    }));
     assert_eq!(framed, "data: a\ndata: b\ndata: c\ndata: d\n\n");
   }
 
   #[test]
   fn trailing_and_empty_lines_survive() {
-    assert_eq!(frame_event(&Event::default()), "data: \n\n");
-    let framed = frame_event(&Event {
-      data: "x\n",
+    assert_eq!(text(frame_event(&Event::default())), "data: \n\n");
+    let framed = text(frame_event(&Event {
+      data: b"x\n",
       ..Event::default()
-    });
+    }));
     assert_eq!(framed, "data: x\ndata: \n\n");
-    let framed = frame_event(&Event {
-      data: "\r\n\r\n",
+    let framed = text(frame_event(&Event {
+      data: b"\r\n\r\n",
       ..Event::default()
-    });
+    }));
     assert_eq!(framed, "data: \ndata: \ndata: \n\n");
   }
 
   #[test]
   fn unicode_line_separators_are_not_breaks() {
-    let framed = frame_event(&Event {
-      data: "a\u{2028}b\u{2029}c",
+    let framed = text(frame_event(&Event {
+      data: "a\u{2028}b\u{2029}c".as_bytes(),
       ..Event::default()
-    });
+    }));
     assert_eq!(framed, "data: a\u{2028}b\u{2029}c\n\n");
   }
 
   #[test]
   fn large_ids() {
-    let framed = frame_event(&Event {
+    let framed = text(frame_event(&Event {
       id: Some(u64::MAX),
       name: None,
-      data: "",
-    });
+      data: b"",
+    }));
     assert_eq!(framed, "id: 18446744073709551615\ndata: \n\n");
+  }
+
+  #[test]
+  fn small_ids() {
+    for (id, expected) in [
+      (0, "id: 0\n"),
+      (9, "id: 9\n"),
+      (10, "id: 10\n"),
+      (1234567, "id: 1234567\n"),
+    ] {
+      let framed = text(frame_event(&Event {
+        id: Some(id),
+        ..Event::default()
+      }));
+      assert_eq!(framed, format!("{expected}data: \n\n"));
+    }
   }
 
   #[test]

@@ -2,12 +2,16 @@
 //! `native-sse`: Server-Sent Events for Node.js and Bun, in Rust.
 //!
 //! Layout: `frame` (event-stream framing) and `validate` (field rules) are
-//! napi-free and unit-tested with `cargo test`; `connection` and `sse` are the
-//! thin napi layer that talks to the response object.
+//! napi-free and unit-tested with `cargo test`; `sse` (the class),
+//! `connection` (one response), `runtime` (per-environment cache and the
+//! end-of-tick flush) and `js` (raw Node-API calls of the hot path) are the
+//! thin napi layer.
 
 mod connection;
 mod errors;
 pub mod frame;
+mod js;
+mod runtime;
 mod sse;
 pub mod validate;
 

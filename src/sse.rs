@@ -8,12 +8,14 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use napi::bindgen_prelude::*;
-use napi::{Env, JsString, ValueType};
+use napi::{Env, ValueType};
 use napi_derive::napi;
 
 use crate::connection::Connection;
 use crate::errors::{self, type_error};
 use crate::frame::{self, Event};
+use crate::js;
+use crate::runtime::Runtime;
 use crate::validate;
 
 /// One Server-Sent Events connection, a drop-in replacement for the `SSE`
@@ -73,14 +75,16 @@ impl SSE {
       call_method(&res, "flushHeaders", ())?;
     }
 
-    let conn = Connection::attach(env, &res)?;
+    let conn = Connection::attach(env, &res, Runtime::get(env)?)?;
     let sse = SSE {
       conn,
       uuid: uuid::Uuid::new_v4().to_string(),
       next_id: Cell::new(0),
     };
-    let welcome = frame::welcome_data(&sse.uuid);
-    sse.write_event(env, Some("welcome"), &welcome)?;
+    if !sse.conn.is_closed() {
+      let welcome = frame::welcome_data(&sse.uuid);
+      sse.push_event(env, Some(b"welcome"), welcome.as_bytes())?;
+    }
     Ok(sse)
   }
 
@@ -105,26 +109,45 @@ impl SSE {
   /// throws or returns `undefined` (`ERR_SSE_INVALID_PAYLOAD`).
   #[napi(ts_args_type = "data: TypeSSEventToSend")]
   pub fn send(&self, env: &Env, data: Unknown) -> Result<bool> {
-    if self.conn.is_closed() {
+    if !self.conn.is_writable(env)? {
       return Ok(false);
     }
-    if data.get_type()? != ValueType::Object {
-      let got = errors::type_name(data.get_type()?);
+    let raw = env.raw();
+    let runtime = &self.conn.runtime;
+    let data_type = data.get_type()?;
+    if data_type != ValueType::Object {
       return Err(type_error(
         env,
         errors::INVALID_EVENT,
-        &format!("send(data): data must be an object {{ eventName, eventPayload }} (got {got})"),
+        &format!(
+          "send(data): data must be an object {{ eventName, eventPayload }} (got {})",
+          errors::type_name(data_type)
+        ),
       ));
     }
-    let data = unsafe { data.cast::<Object>() }?;
-    let name = event_name(env, data.get_named_property("eventName")?)?;
-    let payload: Unknown = data.get_named_property("eventPayload")?;
-    let json = stringify_payload(env, payload)?;
+    let name = js::get(raw, data.raw(), c"eventName")?;
+    let name_type = js::type_of(raw, name)?;
+    if name_type != napi::sys::ValueType::napi_string {
+      return Err(type_error(
+        env,
+        errors::INVALID_EVENT_NAME,
+        &format!(
+          "send(data): data.eventName must be a string (got {})",
+          errors::type_name(ValueType::from(name_type))
+        ),
+      ));
+    }
+    let payload = js::get(raw, data.raw(), c"eventPayload")?;
+    let json = stringify_payload(env, runtime, payload)?;
     // `toJSON` is user code and may have closed the stream meanwhile.
     if self.conn.is_closed() {
       return Ok(false);
     }
-    self.write_event(env, Some(&name), &json)
+    let mut scratch = std::mem::take(&mut *runtime.scratch.borrow_mut());
+    scratch.clear();
+    let result = self.frame_and_push(env, name, json, &mut scratch);
+    runtime.return_scratch(scratch);
+    result.map(|()| true)
   }
 
   /// Ends the response (`res.end()`). Calling it again, or after the client
@@ -136,20 +159,49 @@ impl SSE {
 }
 
 impl SSE {
-  /// Frames one event with the next id and writes it to the response in a
-  /// single `write` call. The id is used up only when the write happened.
-  fn write_event(&self, env: &Env, name: Option<&str>, data: &str) -> Result<bool> {
-    let id = self.next_id.get();
-    let framed = frame::frame_event(&Event {
-      id: Some(id),
-      name,
-      data,
-    });
-    let written = self.conn.write(env, framed)?;
-    if written {
-      self.next_id.set(id + 1);
+  /// Frames an event from the JS strings `name` and `json` into the
+  /// connection's pending bytes, with the next id. The name is validated
+  /// first; on failure nothing is written and the id is kept.
+  fn frame_and_push(
+    &self,
+    env: &Env,
+    name: js::Value,
+    json: js::Value,
+    scratch: &mut Vec<u8>,
+  ) -> Result<()> {
+    let raw = env.raw();
+    let name_len = js::append_utf8(raw, name, scratch)?;
+    let mut checked = validate::check_single_line(&scratch[..name_len]);
+    if checked.is_ok() && validate::may_hide_lone_surrogate(&scratch[..name_len]) {
+      checked = validate::check_utf16(&js::utf16(raw, name)?);
     }
-    Ok(written)
+    if let Err(rule) = checked {
+      return Err(type_error(
+        env,
+        errors::INVALID_EVENT_NAME,
+        &format!("send(data): data.eventName {rule}"),
+      ));
+    }
+    js::append_utf8(raw, json, scratch)?;
+    let (name, data) = scratch.split_at(name_len);
+    self.push_event(env, Some(name), data)
+  }
+
+  /// Frames one event with the next id and queues it for writing.
+  fn push_event(&self, env: &Env, name: Option<&[u8]>, data: &[u8]) -> Result<()> {
+    let id = self.next_id.get();
+    self.conn.push(env, |out| {
+      frame::push_event(
+        out,
+        &Event {
+          id: Some(id),
+          name,
+          data,
+        },
+      )
+    })?;
+    self.next_id.set(id + 1);
+    Ok(())
   }
 }
 
@@ -195,45 +247,12 @@ pub(crate) fn call_method<'env, Args: JsValuesTupleIntoVec>(
   function.apply(target, args)
 }
 
-/// Reads and validates `eventName`.
-fn event_name(env: &Env, value: Unknown) -> Result<String> {
-  let value_type = value.get_type()?;
-  if value_type != ValueType::String {
-    return Err(type_error(
-      env,
-      errors::INVALID_EVENT_NAME,
-      &format!(
-        "send(data): data.eventName must be a string (got {})",
-        errors::type_name(value_type)
-      ),
-    ));
-  }
-  let js_string = unsafe { value.cast::<JsString>() }?;
-  let name = js_string.into_utf8()?.into_owned()?;
-  let mut checked = validate::check_single_line(&name);
-  if checked.is_ok() && validate::may_hide_lone_surrogate(&name) {
-    let utf16 = js_string.into_utf16()?;
-    let units = utf16.as_slice();
-    // The buffer napi fills carries a terminating NUL after the text.
-    let units = units.strip_suffix(&[0]).unwrap_or(units);
-    checked = validate::check_utf16(units);
-  }
-  match checked {
-    Ok(()) => Ok(name),
-    Err(rule) => Err(type_error(
-      env,
-      errors::INVALID_EVENT_NAME,
-      &format!("send(data): data.eventName {rule}"),
-    )),
-  }
-}
-
-/// `JSON.stringify(payload)`, as a string, or a `TypeError` when it throws or
-/// has no JSON text to give (undefined, functions, symbols).
-fn stringify_payload(env: &Env, payload: Unknown) -> Result<String> {
-  let json: Object = env.get_global()?.get_named_property_unchecked("JSON")?;
-  let stringify: Function<Unknown, Unknown> = json.get_named_property_unchecked("stringify")?;
-  let result = match stringify.apply(json, payload) {
+/// `JSON.stringify(payload)` as a JS string, or a `TypeError` when it throws
+/// or has no JSON text to give (undefined, functions, symbols).
+fn stringify_payload(env: &Env, runtime: &Runtime, payload: js::Value) -> Result<js::Value> {
+  let raw = env.raw();
+  let stringify = js::deref(raw, runtime.stringify)?;
+  let result = match js::call(raw, js::undefined(raw)?, stringify, &[payload]) {
     Ok(result) => result,
     Err(cause) => {
       let reason = take_pending_message(env).unwrap_or_else(|| cause.reason.clone());
@@ -244,19 +263,17 @@ fn stringify_payload(env: &Env, payload: Unknown) -> Result<String> {
       ));
     }
   };
-  if result.get_type()? != ValueType::String {
+  if js::type_of(raw, result)? != napi::sys::ValueType::napi_string {
     return Err(type_error(
       env,
       errors::INVALID_PAYLOAD,
       &format!(
         "send(data): data.eventPayload must be serialisable by JSON.stringify, which returned undefined (got {})",
-        errors::type_name(payload.get_type()?)
+        errors::type_name(ValueType::from(js::type_of(raw, payload)?))
       ),
     ));
   }
-  unsafe { result.cast::<JsString>() }?
-    .into_utf8()?
-    .into_owned()
+  Ok(result)
 }
 
 /// Clears the pending JavaScript exception (left by a throwing callee) and

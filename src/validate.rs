@@ -47,8 +47,8 @@ impl fmt::Display for FieldError {
 /// original string shows up here as U+FFFD, so this function cannot see it;
 /// callers that start from JavaScript also run [`check_utf16`] when
 /// [`may_hide_lone_surrogate`] says so.
-pub fn check_single_line(value: &str) -> Result<(), FieldError> {
-  for &byte in value.as_bytes() {
+pub fn check_single_line(value: &[u8]) -> Result<(), FieldError> {
+  for &byte in value {
     match byte {
       b'\r' => return Err(FieldError::CarriageReturn),
       b'\n' => return Err(FieldError::LineFeed),
@@ -65,9 +65,8 @@ const REPLACEMENT_UTF8: &[u8] = "\u{FFFD}".as_bytes();
 /// Whether the UTF-8 text obtained from a JavaScript string may stand for a
 /// lone surrogate: engines convert unpaired surrogates to U+FFFD, so only
 /// text that contains U+FFFD needs the (slower) UTF-16 check.
-pub fn may_hide_lone_surrogate(value: &str) -> bool {
+pub fn may_hide_lone_surrogate(value: &[u8]) -> bool {
   value
-    .as_bytes()
     .windows(REPLACEMENT_UTF8.len())
     .any(|w| w == REPLACEMENT_UTF8)
 }
@@ -107,30 +106,30 @@ mod tests {
       "tab\there",
       "\u{2028}",
     ] {
-      assert_eq!(check_single_line(name), Ok(()), "{name:?}");
+      assert_eq!(check_single_line(name.as_bytes()), Ok(()), "{name:?}");
     }
   }
 
   #[test]
   fn each_line_break_is_caught() {
     assert_eq!(
-      check_single_line("a\rdata: evil"),
+      check_single_line(b"a\rdata: evil"),
       Err(FieldError::CarriageReturn)
     );
-    assert_eq!(check_single_line("a\ndata: x"), Err(FieldError::LineFeed));
+    assert_eq!(check_single_line(b"a\ndata: x"), Err(FieldError::LineFeed));
     assert_eq!(
-      check_single_line("a\r\ndata: x"),
+      check_single_line(b"a\r\ndata: x"),
       Err(FieldError::CarriageReturn)
     );
-    assert_eq!(check_single_line("\n"), Err(FieldError::LineFeed));
-    assert_eq!(check_single_line("a\0b"), Err(FieldError::Nul));
+    assert_eq!(check_single_line(b"\n"), Err(FieldError::LineFeed));
+    assert_eq!(check_single_line(b"a\0b"), Err(FieldError::Nul));
   }
 
   #[test]
   fn replacement_character_is_flagged_for_the_utf16_check() {
-    assert!(may_hide_lone_surrogate("x\u{FFFD}"));
-    assert!(!may_hide_lone_surrogate("plain"));
-    assert!(!may_hide_lone_surrogate("😀é"));
+    assert!(may_hide_lone_surrogate("x\u{FFFD}".as_bytes()));
+    assert!(!may_hide_lone_surrogate(b"plain"));
+    assert!(!may_hide_lone_surrogate("😀é".as_bytes()));
   }
 
   #[test]

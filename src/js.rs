@@ -1,0 +1,162 @@
+//! Small, checked wrappers over the raw Node-API calls of the hot path.
+//!
+//! `send()` runs once per event, so it avoids what the general napi-rs
+//! helpers do per call: allocating a C string for every property name, and
+//! copying strings into temporary `String`s. Property names are C string
+//! literals, JS functions are looked up once and kept in references
+//! (`runtime.rs`), and UTF-8 text is written straight into reused buffers.
+
+use std::ffi::{c_void, CStr};
+use std::ptr;
+
+use napi::{check_status, sys, Error, Result, Status};
+
+/// A raw JS value handle, valid in the current handle scope.
+pub type Value = sys::napi_value;
+
+/// `typeof value`, as the napi value type.
+pub fn type_of(env: sys::napi_env, value: Value) -> Result<sys::napi_valuetype> {
+  let mut value_type = 0;
+  check_status!(unsafe { sys::napi_typeof(env, value, &mut value_type) })?;
+  Ok(value_type)
+}
+
+/// `object[name]`, with the name given as a C string literal (no allocation).
+pub fn get(env: sys::napi_env, object: Value, name: &CStr) -> Result<Value> {
+  let mut result = ptr::null_mut();
+  check_status!(unsafe { sys::napi_get_named_property(env, object, name.as_ptr(), &mut result) })?;
+  Ok(result)
+}
+
+/// The value a reference points to.
+pub fn deref(env: sys::napi_env, reference: sys::napi_ref) -> Result<Value> {
+  let mut result = ptr::null_mut();
+  check_status!(unsafe { sys::napi_get_reference_value(env, reference, &mut result) })?;
+  if result.is_null() {
+    return Err(Error::new(
+      Status::GenericFailure,
+      "reference was collected",
+    ));
+  }
+  Ok(result)
+}
+
+/// A strong reference to `value` (count 1).
+pub fn reference(env: sys::napi_env, value: Value) -> Result<sys::napi_ref> {
+  let mut result = ptr::null_mut();
+  check_status!(unsafe { sys::napi_create_reference(env, value, 1, &mut result) })?;
+  Ok(result)
+}
+
+/// `function.apply(this, args)`. A JS exception stays pending and is
+/// reported as an error with status `PendingException`.
+pub fn call(env: sys::napi_env, this: Value, function: Value, args: &[Value]) -> Result<Value> {
+  let mut result = ptr::null_mut();
+  check_status!(unsafe {
+    sys::napi_call_function(env, this, function, args.len(), args.as_ptr(), &mut result)
+  })?;
+  Ok(result)
+}
+
+/// `undefined`.
+pub fn undefined(env: sys::napi_env) -> Result<Value> {
+  let mut result = ptr::null_mut();
+  check_status!(unsafe { sys::napi_get_undefined(env, &mut result) })?;
+  Ok(result)
+}
+
+/// Appends the UTF-8 form of the JS string `value` to `out` (lone surrogates
+/// become U+FFFD, as everywhere in Node). Returns the number of bytes added.
+pub fn append_utf8(env: sys::napi_env, value: Value, out: &mut Vec<u8>) -> Result<usize> {
+  let mut len = 0;
+  check_status!(unsafe {
+    sys::napi_get_value_string_utf8(env, value, ptr::null_mut(), 0, &mut len)
+  })?;
+  // napi writes a terminating NUL, which is not kept.
+  out.reserve(len + 1);
+  let start = out.len();
+  let mut written = 0;
+  check_status!(unsafe {
+    sys::napi_get_value_string_utf8(
+      env,
+      value,
+      out.as_mut_ptr().add(start).cast(),
+      len + 1,
+      &mut written,
+    )
+  })?;
+  unsafe { out.set_len(start + written) };
+  Ok(written)
+}
+
+/// The UTF-16 code units of the JS string `value`.
+pub fn utf16(env: sys::napi_env, value: Value) -> Result<Vec<u16>> {
+  let mut len = 0;
+  check_status!(unsafe {
+    sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut len)
+  })?;
+  let mut units = vec![0u16; len + 1];
+  let mut written = 0;
+  check_status!(unsafe {
+    sys::napi_get_value_string_utf16(env, value, units.as_mut_ptr(), len + 1, &mut written)
+  })?;
+  units.truncate(written);
+  Ok(units)
+}
+
+/// Below this size a chunk is copied into a plain `Buffer`; above it the
+/// `Buffer` takes over the allocation. Measured side by side: an external
+/// buffer's finalizer (a weak reference and GC work) costs more than copying
+/// a small chunk, and a string costs a UTF-8 decode here and an encode again
+/// in Node's socket write (burst: 1.2x raw with Buffers, 1.0x with strings).
+const COPY_BELOW_BYTES: usize = 64 * 1024;
+
+/// The chunk to pass to `res.write`: a `Buffer` holding `bytes`, copied when
+/// small, otherwise taking ownership of the allocation without copying it.
+pub fn chunk_from_vec(env: sys::napi_env, bytes: Vec<u8>) -> Result<Value> {
+  if bytes.len() < COPY_BELOW_BYTES {
+    return buffer_copy(env, &bytes);
+  }
+  let mut bytes = std::mem::ManuallyDrop::new(bytes);
+  let data = bytes.as_mut_ptr();
+  let len = bytes.len();
+  let capacity = bytes.capacity();
+  let mut result = ptr::null_mut();
+  let status = unsafe {
+    sys::napi_create_external_buffer(
+      env,
+      len,
+      data.cast(),
+      Some(drop_vec),
+      capacity as *mut c_void,
+      &mut result,
+    )
+  };
+  if status == sys::Status::napi_ok {
+    return Ok(result);
+  }
+  // Runtimes that forbid external buffers: copy instead.
+  let bytes = unsafe { Vec::from_raw_parts(data, len, capacity) };
+  buffer_copy(env, &bytes)
+}
+
+fn buffer_copy(env: sys::napi_env, bytes: &[u8]) -> Result<Value> {
+  let mut result = ptr::null_mut();
+  let mut copy_data = ptr::null_mut();
+  check_status!(unsafe {
+    sys::napi_create_buffer_copy(
+      env,
+      bytes.len(),
+      bytes.as_ptr().cast(),
+      &mut copy_data,
+      &mut result,
+    )
+  })?;
+  Ok(result)
+}
+
+unsafe extern "C" fn drop_vec(_env: sys::napi_env, data: *mut c_void, hint: *mut c_void) {
+  // `data` and `hint` are the pointer and capacity of the Vec handed over in
+  // `buffer_from_vec`; the length does not matter for deallocation of u8s.
+  drop(unsafe { Vec::from_raw_parts(data.cast::<u8>(), 0, hint as usize) });
+}

@@ -1,0 +1,103 @@
+//! Per-environment state shared by every stream: the JS values the hot path
+//! needs (kept in references so they are looked up once), and the queue of
+//! connections with events waiting to be written at the end of the tick.
+//!
+//! Batching: `send()` appends the framed event to its connection's buffer and
+//! queues one microtask per tick (for all connections). The microtask hands
+//! each buffer to `res.write` in one call, so N events sent in one tick cost
+//! one `res.write` and one socket write instead of N.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use napi::bindgen_prelude::*;
+use napi::{sys, Env};
+
+use crate::connection::Connection;
+use crate::js;
+
+pub struct Runtime {
+  pub stringify: sys::napi_ref,
+  queue_microtask: sys::napi_ref,
+  flush_all: sys::napi_ref,
+  pending: RefCell<Vec<Rc<Connection>>>,
+  scheduled: Cell<bool>,
+  /// Reused space for the event name and JSON text of the event being sent.
+  pub scratch: RefCell<Vec<u8>>,
+}
+
+/// Scratch space above this size is given back to the allocator after use.
+const SCRATCH_KEEP_BYTES: usize = 1024 * 1024;
+
+impl Runtime {
+  /// The runtime of `env`, created on first use.
+  pub fn get(env: &Env) -> Result<Rc<Runtime>> {
+    if let Some(runtime) = env.get_instance_data::<Rc<Runtime>>()? {
+      return Ok(Rc::clone(runtime));
+    }
+    let runtime = Rc::new(Runtime::create(env)?);
+    env.set_instance_data(Rc::clone(&runtime), (), |_| {})?;
+    Ok(runtime)
+  }
+
+  fn create(env: &Env) -> Result<Runtime> {
+    let raw = env.raw();
+    let global = env.get_global()?;
+    let json: Object = global.get_named_property_unchecked("JSON")?;
+    let stringify: Unknown = json.get_named_property_unchecked("stringify")?;
+    let queue_microtask: Unknown = global.get_named_property_unchecked("queueMicrotask")?;
+    // The flush function finds the runtime through the instance data, so it
+    // holds no reference that would keep the runtime alive.
+    let flush_all = env.create_function_from_closure::<(), (), _>("flushSSE", |ctx| {
+      if let Some(runtime) = ctx.env.get_instance_data::<Rc<Runtime>>()? {
+        let runtime = Rc::clone(runtime);
+        runtime.flush_pending(ctx.env)?;
+      }
+      Ok(())
+    })?;
+    Ok(Runtime {
+      stringify: js::reference(raw, stringify.raw())?,
+      queue_microtask: js::reference(raw, queue_microtask.raw())?,
+      flush_all: js::reference(raw, flush_all.raw())?,
+      pending: RefCell::new(Vec::new()),
+      scheduled: Cell::new(false),
+      scratch: RefCell::new(Vec::new()),
+    })
+  }
+
+  /// Queues `conn` for the end-of-tick flush (once per tick).
+  pub fn enqueue(&self, env: &Env, conn: &Rc<Connection>) -> Result<()> {
+    self.pending.borrow_mut().push(Rc::clone(conn));
+    if !self.scheduled.get() {
+      let raw = env.raw();
+      let queue = js::deref(raw, self.queue_microtask)?;
+      let flush = js::deref(raw, self.flush_all)?;
+      js::call(raw, js::undefined(raw)?, queue, &[flush])?;
+      self.scheduled.set(true);
+    }
+    Ok(())
+  }
+
+  /// Puts `scratch` back for the next `send()`, unless it grew very large.
+  pub fn return_scratch(&self, scratch: Vec<u8>) {
+    if scratch.capacity() <= SCRATCH_KEEP_BYTES {
+      *self.scratch.borrow_mut() = scratch;
+    }
+  }
+
+  /// Writes every queued connection's buffer. Runs as a microtask.
+  fn flush_pending(&self, env: &Env) -> Result<()> {
+    self.scheduled.set(false);
+    let pending = std::mem::take(&mut *self.pending.borrow_mut());
+    let mut first_error = None;
+    for conn in pending {
+      if let Err(err) = conn.flush(env) {
+        first_error.get_or_insert(err);
+      }
+    }
+    match first_error {
+      Some(err) => Err(err),
+      None => Ok(()),
+    }
+  }
+}
