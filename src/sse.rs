@@ -96,11 +96,16 @@ impl SSE {
   }
 
   /// Sends one event: the lines `id: <n>`, `event: <eventName>`,
-  /// `data: <JSON.stringify(eventPayload)>` and a blank line, in one write.
+  /// `data: <JSON.stringify(eventPayload)>` and a blank line.
   ///
-  /// Returns `true` when the event was handed to the response, `false` when
-  /// the stream is closed (by `close()` or because the client left); nothing
-  /// is written then and nothing is thrown.
+  /// The events sent in one tick of the event loop reach `res.write`
+  /// together, in one call at the end of the tick (a microtask), with the
+  /// same bytes in the same order. `close()` writes what is pending first.
+  ///
+  /// Returns `true` when the event was accepted for the stream, `false` when
+  /// the stream is closed (by `close()`, because the client left, or because
+  /// other code ended the response); nothing is written then and nothing is
+  /// thrown.
   ///
   /// Throws a `TypeError`, writes nothing and keeps the id for the next event
   /// when `data` is not an object (`ERR_SSE_INVALID_EVENT`), when `eventName`
