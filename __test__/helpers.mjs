@@ -134,3 +134,23 @@ export function splitEvents(body) {
   events.pop()
   return events.map((e) => e + '\n\n')
 }
+
+/**
+ * A server whose every request opens an SSE stream made by `createSSE(req,
+ * res)`. `open()` connects a raw client and resolves, once the welcome has
+ * arrived, with `{ client, sse, res }`.
+ */
+export async function startStreamServer(createSSE) {
+  const pending = []
+  const srv = await startServer((req, res) => {
+    pending.shift()?.({ sse: createSSE(req, res), res })
+  })
+  srv.open = async () => {
+    const created = new Promise((resolve) => pending.push(resolve))
+    const client = rawGet(srv.port, '/')
+    const { sse, res } = await created
+    await client.waitForBody((body) => body.endsWith('\n\n'))
+    return { client, sse, res }
+  }
+  return srv
+}

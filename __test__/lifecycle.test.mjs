@@ -5,31 +5,22 @@ import { after, before, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 import { SSE } from 'native-sse'
-import { deferred, rawGet, s42Frame, startServer, waitFor } from './helpers.mjs'
+import { deferred, rawGet, s42Frame, startServer, startStreamServer, waitFor } from './helpers.mjs'
 
 let srv
-const pending = []
 const unhandled = []
 const onUncaught = (err) => unhandled.push(err)
 
 before(async () => {
   process.on('uncaughtException', onUncaught)
-  srv = await startServer((req, res) => {
-    pending.shift()?.({ sse: new SSE(req, res), res })
-  })
+  srv = await startStreamServer((req, res) => new SSE(req, res))
 })
 after(async () => {
   process.off('uncaughtException', onUncaught)
   await srv.close()
 })
 
-async function open() {
-  const created = new Promise((resolve) => pending.push(resolve))
-  const client = rawGet(srv.port, '/')
-  const { sse, res } = await created
-  await client.waitForBody((body) => body.endsWith('\n\n'))
-  return { client, sse, res }
-}
+const open = () => srv.open()
 
 test('send() after close() returns false, writes nothing and never throws', async () => {
   const { client, sse, res } = await open()

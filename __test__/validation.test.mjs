@@ -4,25 +4,15 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 
 import { SSE } from 'native-sse'
-import { rawGet, s42Frame, splitEvents, startServer } from './helpers.mjs'
+import { s42Frame, splitEvents, startStreamServer } from './helpers.mjs'
 
 let srv
-let pending = []
-
 before(async () => {
-  srv = await startServer((req, res) => {
-    pending.shift()?.({ sse: new SSE(req, res), res })
-  })
+  srv = await startStreamServer((req, res) => new SSE(req, res))
 })
 after(() => srv.close())
 
-async function open() {
-  const created = new Promise((resolve) => pending.push(resolve))
-  const client = rawGet(srv.port, '/')
-  const { sse, res } = await created
-  await client.waitForBody((body) => body.endsWith('\n\n'))
-  return { client, sse, res }
-}
+const open = () => srv.open()
 
 const circular = { name: 'loop' }
 circular.self = circular
