@@ -9,9 +9,8 @@ use std::rc::Rc;
 use napi::bindgen_prelude::*;
 use napi::Env;
 
-use crate::js;
+use crate::js::{self, call_method};
 use crate::runtime::Runtime;
-use crate::sse::call_method;
 
 /// Past this many buffered bytes, a tick's events are written at once
 /// instead of at the end of the tick, which bounds the buffer.
@@ -66,11 +65,16 @@ impl Connection {
 
   /// Appends to the pending bytes with `fill`, then makes sure they are
   /// written: at the end of the tick, or now when enough has piled up.
-  /// `fill` must not call into JavaScript.
-  pub fn push(self: &Rc<Self>, env: &Env, fill: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+  /// `fill` must not run JavaScript code, and must leave the buffer as it
+  /// found it when it fails (then nothing is queued).
+  pub fn push(
+    self: &Rc<Self>,
+    env: &Env,
+    fill: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+  ) -> Result<()> {
     let len = {
       let mut buffer = self.buffer.borrow_mut();
-      fill(&mut buffer);
+      fill(&mut buffer)?;
       buffer.len()
     };
     if len >= FLUSH_AT_BYTES {
@@ -97,13 +101,10 @@ impl Connection {
     let write = js::get(raw, res.raw(), c"write")?;
     let chunk = js::chunk_from_vec(raw, bytes)?;
     let accepted = js::call(raw, res.raw(), write, &[chunk])?;
-    if js::type_of(raw, accepted)? == napi::sys::ValueType::napi_boolean {
-      let accepted = unsafe { Unknown::from_raw_unchecked(raw, accepted).cast::<bool>() }?;
-      // `false` is either backpressure (the chunk is queued) or a stream that
-      // is already destroyed or ended (the chunk is dropped).
-      if !accepted && is_gone(&res)? {
-        self.release(env);
-      }
+    // `false` is either backpressure (the chunk is queued) or a stream that
+    // is already destroyed or ended (the chunk is dropped).
+    if js::as_bool(raw, accepted)? == Some(false) && is_gone(&res)? {
+      self.release(env);
     }
     Ok(())
   }
@@ -183,11 +184,5 @@ fn is_gone(res: &Object) -> Result<bool> {
 
 /// `target[name] === true`.
 fn flag(env: napi::sys::napi_env, target: js::Value, name: &std::ffi::CStr) -> Result<bool> {
-  let value = js::get(env, target, name)?;
-  if js::type_of(env, value)? != napi::sys::ValueType::napi_boolean {
-    return Ok(false);
-  }
-  let mut result = false;
-  napi::check_status!(unsafe { napi::sys::napi_get_value_bool(env, value, &mut result) })?;
-  Ok(result)
+  Ok(js::as_bool(env, js::get(env, target, name)?)? == Some(true))
 }

@@ -35,11 +35,48 @@ pub fn push_event(out: &mut Vec<u8>, event: &Event<'_>) {
   out.push(b'\n');
 }
 
-/// Frames `event` into a new buffer.
-pub fn frame_event(event: &Event<'_>) -> Vec<u8> {
-  let mut out = Vec::new();
-  push_event(&mut out, event);
-  out
+/// Appends an event with `id` whose name and data text are written straight
+/// into `out` by `write_name` and `write_data`, so text copied out of
+/// JavaScript is copied once. The bytes are those of [`push_event`]; data
+/// that turns out to hold line breaks is split the same way (one fast scan,
+/// which finds none in `JSON.stringify` output). When a writer fails, `out`
+/// is restored to its length before the call.
+pub fn push_event_in_place<E>(
+  out: &mut Vec<u8>,
+  id: u64,
+  write_name: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+  write_data: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+  let mark = out.len();
+  let result = push_in_place(out, id, write_name, write_data);
+  if result.is_err() {
+    out.truncate(mark);
+  }
+  result
+}
+
+fn push_in_place<E>(
+  out: &mut Vec<u8>,
+  id: u64,
+  write_name: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+  write_data: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+  out.extend_from_slice(b"id: ");
+  push_decimal(out, id);
+  out.extend_from_slice(b"\nevent: ");
+  write_name(out)?;
+  out.extend_from_slice(b"\ndata: ");
+  let data_start = out.len();
+  write_data(out)?;
+  if memchr::memchr2(b'\r', b'\n', &out[data_start..]).is_some() {
+    let data = out.split_off(data_start);
+    out.truncate(data_start - b"data: ".len());
+    push_data_lines(out, &data);
+  } else {
+    out.push(b'\n');
+  }
+  out.push(b'\n');
+  Ok(())
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
@@ -99,6 +136,63 @@ mod tests {
 
   fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap()
+  }
+
+  fn frame_event(event: &Event<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    push_event(&mut out, event);
+    out
+  }
+
+  fn write(text: &[u8]) -> impl FnOnce(&mut Vec<u8>) -> Result<(), &'static str> + '_ {
+    move |out| {
+      out.extend_from_slice(text);
+      Ok(())
+    }
+  }
+
+  fn in_place(id: u64, name: &[u8], data: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let mut out = b"before".to_vec();
+    push_event_in_place(&mut out, id, write(name), write(data))?;
+    Ok(out.split_off(6))
+  }
+
+  #[test]
+  fn in_place_writes_the_same_bytes() {
+    for (id, name, data) in [
+      (1u64, &b"update"[..], &br#"{"a":1}"#[..]),
+      (0, b"", b""),
+      (42, b"x", b"multi\nline\r\ntext\rend"),
+      (7, b"y", b"trailing\n"),
+    ] {
+      let expected = frame_event(&Event {
+        id: Some(id),
+        name: Some(name),
+        data,
+      });
+      assert_eq!(in_place(id, name, data), Ok(expected));
+    }
+  }
+
+  #[test]
+  fn in_place_failure_leaves_the_buffer_as_it_was() {
+    let mut out = b"earlier event\n\n".to_vec();
+    let failed_name = push_event_in_place(
+      &mut out,
+      3,
+      |o| {
+        o.extend_from_slice(b"bad\rname");
+        Err("name")
+      },
+      |_| Ok(()),
+    );
+    assert_eq!(failed_name, Err("name"));
+    let failed_data = push_event_in_place(&mut out, 3, write(b"ok"), |o| {
+      o.extend_from_slice(b"partial");
+      Err("data")
+    });
+    assert_eq!(failed_data, Err("data"));
+    assert_eq!(out, b"earlier event\n\n");
   }
 
   #[test]

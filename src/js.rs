@@ -4,7 +4,8 @@
 //! helpers do per call: allocating a C string for every property name, and
 //! copying strings into temporary `String`s. Property names are C string
 //! literals, JS functions are looked up once and kept in references
-//! (`runtime.rs`), and UTF-8 text is written straight into reused buffers.
+//! (`runtime.rs`), and UTF-8 text is written straight into the connection's
+//! output buffer.
 
 use std::ffi::{c_void, CStr};
 use std::ptr;
@@ -56,6 +57,29 @@ pub fn call(env: sys::napi_env, this: Value, function: Value, args: &[Value]) ->
     sys::napi_call_function(env, this, function, args.len(), args.as_ptr(), &mut result)
   })?;
   Ok(result)
+}
+
+/// `Some(value)` when `value` is a boolean, `None` otherwise.
+pub fn as_bool(env: sys::napi_env, value: Value) -> Result<Option<bool>> {
+  if type_of(env, value)? != sys::ValueType::napi_boolean {
+    return Ok(None);
+  }
+  let mut result = false;
+  check_status!(unsafe { sys::napi_get_value_bool(env, value, &mut result) })?;
+  Ok(Some(result))
+}
+
+/// Calls `target[method](...args)` with `this` bound to `target`, through
+/// napi-rs's typed arguments. For calls off the hot path (constructor,
+/// listeners, `end`).
+pub fn call_method<'env, Args: napi::bindgen_prelude::JsValuesTupleIntoVec>(
+  target: &napi::bindgen_prelude::Object<'env>,
+  method: &str,
+  args: Args,
+) -> Result<napi::bindgen_prelude::Unknown<'env>> {
+  use napi::bindgen_prelude::{Function, JsObjectValue, Unknown};
+  let function: Function<Args, Unknown> = target.get_named_property(method)?;
+  function.apply(target, args)
 }
 
 /// `undefined`.
@@ -166,6 +190,6 @@ fn buffer_copy(env: sys::napi_env, bytes: &[u8]) -> Result<Value> {
 
 unsafe extern "C" fn drop_vec(_env: sys::napi_env, data: *mut c_void, hint: *mut c_void) {
   // `data` and `hint` are the pointer and capacity of the Vec handed over in
-  // `buffer_from_vec`; the length does not matter for deallocation of u8s.
+  // `chunk_from_vec`; the length does not matter for deallocation of u8s.
   drop(unsafe { Vec::from_raw_parts(data.cast::<u8>(), 0, hint as usize) });
 }

@@ -22,12 +22,7 @@ pub struct Runtime {
   flush_all: sys::napi_ref,
   pending: RefCell<Vec<Rc<Connection>>>,
   scheduled: Cell<bool>,
-  /// Reused space for the event name and JSON text of the event being sent.
-  pub scratch: RefCell<Vec<u8>>,
 }
-
-/// Scratch space above this size is given back to the allocator after use.
-const SCRATCH_KEEP_BYTES: usize = 1024 * 1024;
 
 impl Runtime {
   /// The runtime of `env`, created on first use.
@@ -63,7 +58,6 @@ impl Runtime {
       flush_all: js::reference(raw, flush_all.raw())?,
       pending: RefCell::new(Vec::new()),
       scheduled: Cell::new(false),
-      scratch: RefCell::new(Vec::new()),
     })
   }
 
@@ -78,13 +72,6 @@ impl Runtime {
       self.scheduled.set(true);
     }
     Ok(())
-  }
-
-  /// Puts `scratch` back for the next `send()`, unless it grew very large.
-  pub fn return_scratch(&self, scratch: Vec<u8>) {
-    if scratch.capacity() <= SCRATCH_KEEP_BYTES {
-      *self.scratch.borrow_mut() = scratch;
-    }
   }
 
   /// Writes every queued connection's buffer. Runs as a microtask.

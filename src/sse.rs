@@ -14,7 +14,7 @@ use napi_derive::napi;
 use crate::connection::Connection;
 use crate::errors::{self, type_error};
 use crate::frame::{self, Event};
-use crate::js;
+use crate::js::{self, call_method};
 use crate::runtime::Runtime;
 use crate::validate;
 
@@ -148,11 +148,17 @@ impl SSE {
     if self.conn.is_closed() {
       return Ok(false);
     }
-    let mut scratch = std::mem::take(&mut *runtime.scratch.borrow_mut());
-    scratch.clear();
-    let result = self.frame_and_push(env, name, json, &mut scratch);
-    runtime.return_scratch(scratch);
-    result.map(|()| true)
+    let id = self.next_id.get();
+    self.conn.push(env, |out| {
+      frame::push_event_in_place(
+        out,
+        id,
+        |out| append_event_name(env, name, out),
+        |out| js::append_utf8(raw, json, out).map(drop),
+      )
+    })?;
+    self.next_id.set(id + 1);
+    Ok(true)
   }
 
   /// Ends the response (`res.end()`). Calling it again, or after the client
@@ -164,46 +170,17 @@ impl SSE {
 }
 
 impl SSE {
-  /// Frames an event from the JS strings `name` and `json` into the
-  /// connection's pending bytes, with the next id. The name is validated
-  /// first; on failure nothing is written and the id is kept.
-  fn frame_and_push(
-    &self,
-    env: &Env,
-    name: js::Value,
-    json: js::Value,
-    scratch: &mut Vec<u8>,
-  ) -> Result<()> {
-    let raw = env.raw();
-    let name_len = js::append_utf8(raw, name, scratch)?;
-    let mut checked = validate::check_single_line(&scratch[..name_len]);
-    if checked.is_ok() && validate::may_hide_lone_surrogate(&scratch[..name_len]) {
-      checked = validate::check_utf16(&js::utf16(raw, name)?);
-    }
-    if let Err(rule) = checked {
-      return Err(type_error(
-        env,
-        errors::INVALID_EVENT_NAME,
-        &format!("send(data): data.eventName {rule}"),
-      ));
-    }
-    js::append_utf8(raw, json, scratch)?;
-    let (name, data) = scratch.split_at(name_len);
-    self.push_event(env, Some(name), data)
-  }
-
-  /// Frames one event with the next id and queues it for writing.
+  /// Frames one event from Rust text with the next id and queues it.
   fn push_event(&self, env: &Env, name: Option<&[u8]>, data: &[u8]) -> Result<()> {
     let id = self.next_id.get();
     self.conn.push(env, |out| {
-      frame::push_event(
-        out,
-        &Event {
-          id: Some(id),
-          name,
-          data,
-        },
-      )
+      let event = Event {
+        id: Some(id),
+        name,
+        data,
+      };
+      frame::push_event(out, &event);
+      Ok(())
     })?;
     self.next_id.set(id + 1);
     Ok(())
@@ -242,14 +219,24 @@ fn http_major_version(req: &Object) -> Result<u32> {
   Ok(1)
 }
 
-/// Calls `target[method](...args)` with `this` bound to `target`.
-pub(crate) fn call_method<'env, Args: JsValuesTupleIntoVec>(
-  target: &Object<'env>,
-  method: &str,
-  args: Args,
-) -> Result<Unknown<'env>> {
-  let function: Function<Args, Unknown> = target.get_named_property(method)?;
-  function.apply(target, args)
+/// Appends the UTF-8 text of the event name `name` to `out` and checks it
+/// against the single-line field rules; a `TypeError` when it breaks one.
+fn append_event_name(env: &Env, name: js::Value, out: &mut Vec<u8>) -> Result<()> {
+  let raw = env.raw();
+  let start = out.len();
+  js::append_utf8(raw, name, out)?;
+  let text = &out[start..];
+  let mut checked = validate::check_single_line(text);
+  if checked.is_ok() && validate::may_hide_lone_surrogate(text) {
+    checked = validate::check_utf16(&js::utf16(raw, name)?);
+  }
+  checked.map_err(|rule| {
+    type_error(
+      env,
+      errors::INVALID_EVENT_NAME,
+      &format!("send(data): data.eventName {rule}"),
+    )
+  })
 }
 
 /// `JSON.stringify(payload)` as a JS string, or a `TypeError` when it throws
