@@ -44,19 +44,26 @@ const BAD_PAYLOADS = [
   ['a toJSON that returns undefined', { toJSON: () => undefined }, /must be serialisable by JSON\.stringify, which returned undefined \(got object\)/],
 ]
 
+/** `fn` throws a TypeError with `code` whose message names `field` and matches `message`. */
+function assertSendError(fn, { label, code, field, message }) {
+  assert.throws(fn, (err) => {
+    assert.ok(err instanceof TypeError, `${label}: TypeError`)
+    assert.equal(err.code, code, label)
+    assert.match(err.message, field, label)
+    assert.match(err.message, message, label)
+    return true
+  })
+}
+
 test('invalid event names throw ERR_SSE_INVALID_EVENT_NAME and write nothing', async () => {
   const { client, sse } = await open()
   for (const [label, eventName, message] of BAD_NAMES) {
-    assert.throws(
-      () => sse.send({ eventName, eventPayload: { x: 1 } }),
-      (err) => {
-        assert.ok(err instanceof TypeError, `${label}: TypeError`)
-        assert.equal(err.code, 'ERR_SSE_INVALID_EVENT_NAME', label)
-        assert.match(err.message, /data\.eventName/, label)
-        assert.match(err.message, message, label)
-        return true
-      },
-    )
+    assertSendError(() => sse.send({ eventName, eventPayload: { x: 1 } }), {
+      label,
+      code: 'ERR_SSE_INVALID_EVENT_NAME',
+      field: /data\.eventName/,
+      message,
+    })
   }
   // Still working, and the id was not used up by the failures.
   assert.equal(sse.send({ eventName: 'after', eventPayload: { ok: true } }), true)
@@ -70,16 +77,12 @@ test('unserialisable payloads throw ERR_SSE_INVALID_PAYLOAD and write nothing', 
   const { client, sse } = await open()
   for (const [label, payload, message] of BAD_PAYLOADS) {
     const data = payload === Symbol.for('missing') ? { eventName: 'x' } : { eventName: 'x', eventPayload: payload }
-    assert.throws(
-      () => sse.send(data),
-      (err) => {
-        assert.ok(err instanceof TypeError, `${label}: TypeError`)
-        assert.equal(err.code, 'ERR_SSE_INVALID_PAYLOAD', label)
-        assert.match(err.message, /data\.eventPayload/, label)
-        assert.match(err.message, message, label)
-        return true
-      },
-    )
+    assertSendError(() => sse.send(data), {
+      label,
+      code: 'ERR_SSE_INVALID_PAYLOAD',
+      field: /data\.eventPayload/,
+      message,
+    })
   }
   assert.equal(sse.send({ eventName: 'after', eventPayload: 'still fine' }), true)
   const expected = s42Frame(0, 'welcome', { uuid: sse.getUUID() }) + s42Frame(1, 'after', 'still fine')

@@ -8,6 +8,24 @@ import { SSE } from 'native-sse'
 
 import { S42SSE } from './s42-sse.mjs'
 
+/** An implementation for a class with the S42Core API (`new C(req, res)`,
+ * `send({ eventName, eventPayload })`, `close()`). */
+function s42Shaped(SSEClass) {
+  return {
+    async open(req, res) {
+      const sse = new SSEClass(req, res)
+      return {
+        send(eventName, payload) {
+          sse.send({ eventName, eventPayload: payload })
+        },
+        close() {
+          sse.close()
+        },
+      }
+    },
+  }
+}
+
 const HEADERS = { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' }
 
 export const implementations = {
@@ -30,19 +48,7 @@ export const implementations = {
   },
 
   // A pure-JS class that behaves like the original S42Core class.
-  's42-js': {
-    async open(req, res) {
-      const sse = new S42SSE(req, res)
-      return {
-        send(eventName, payload) {
-          sse.send({ eventName, eventPayload: payload })
-        },
-        close() {
-          sse.close()
-        },
-      }
-    },
-  },
+  's42-js': s42Shaped(S42SSE),
 
   // better-sse, the most used Node SSE library, with its session push().
   'better-sse': {
@@ -59,19 +65,7 @@ export const implementations = {
     },
   },
 
-  'native-sse': {
-    async open(req, res) {
-      const sse = new SSE(req, res)
-      return {
-        send(eventName, payload) {
-          sse.send({ eventName, eventPayload: payload })
-        },
-        close() {
-          sse.close()
-        },
-      }
-    },
-  },
+  'native-sse': s42Shaped(SSE),
 }
 
 export const IMPLEMENTATION_NAMES = Object.keys(implementations)
