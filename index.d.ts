@@ -3,13 +3,45 @@
 // The lines up to the first `export` come from src/dts-header.d.ts.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 
-/** What `SSE.send()` takes: the S42Core event shape. */
+/** What `SSE.send()` takes: the S42Core event shape, with an optional explicit id. */
 export interface TypeSSEventToSend {
   /** The event type the client listens for (`addEventListener(eventName, ...)`). No CR, LF or NUL. */
   eventName: string
   /** Sent as `JSON.stringify(eventPayload)`. */
   eventPayload: unknown
+  /** Sent instead of the next number (which is then not used up). No CR, LF or NUL. */
+  id?: string
+  data?: undefined
+}
+
+/** An event whose data is already serialised: sent as it is, one `data:` line per line. */
+export interface SSERawEvent {
+  /** The event type the client listens for. No CR, LF or NUL. */
+  eventName: string
+  /** The text (UTF-8 bytes for a `Buffer`). CR, LF and CRLF each start a new `data:` line. */
+  data: string | Uint8Array
+  /** Sent instead of the next number (which is then not used up). No CR, LF or NUL. */
+  id?: string
+  eventPayload?: undefined
+}
+
+/** Why a stream ended: the client left, the server closed it, or the client fell more than `maxBufferedBytes` behind. */
+export type SSECloseReason = 'client' | 'server' | 'overflow'
+
+/** The third argument of `new SSE(req, res, options)`. Every field is optional. */
+export interface SSEOptions {
+  /** Milliseconds between heartbeat comments (`:` and a blank line); 0 turns them off. Default 15000. */
+  keepAlive?: number
+  /** Sent as `retry: <ms>` before the welcome event: the client's reconnection delay. A non-negative integer. Not sent by default. */
+  retry?: number
+  /** Extra response headers, merged over the defaults (a name in any letter case replaces the default). */
+  headers?: Record<string, string | number | readonly string[]>
+  /** `false` leaves out the welcome event. Default `true`. */
+  welcome?: boolean
+  /** Bytes queued for one client past which its connection is closed with reason `'overflow'`. A positive integer or `Infinity`. Default 4 MiB (4194304). */
+  maxBufferedBytes?: number
 }
 
 /**
@@ -28,21 +60,28 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  * `text/event-stream` headers, flushes them, and sends the `welcome` event
  * whose data is `{"uuid":"<uuid>"}` with id 0. Each `send()` then writes one
  * event with the next id (1, 2, 3, ...).
+ *
+ * The stream does not depend on this object staying reachable: the
+ * response's `'close'` listener and the heartbeat hold the connection, and
+ * let go of it (and of the response) when the stream ends.
  */
 export declare class SSE {
   /**
    * Opens the event stream on `res`.
    *
    * Writes status 200 with `Content-Type: text/event-stream`,
-   * `Cache-Control: no-cache, no-transform` and (HTTP/1.x only)
-   * `Connection: keep-alive`, flushes the headers, and sends the welcome
-   * event: the lines `id: 0`, `event: welcome`, `data: {"uuid":"<uuid>"}`
-   * and a blank line.
+   * `Cache-Control: no-cache, no-transform`, `X-Accel-Buffering: no` and
+   * (HTTP/1.x only) `Connection: keep-alive`, then `options.headers` over
+   * them, flushes the headers, sends `retry: <ms>` when `options.retry` is
+   * set, and the welcome event (unless `options.welcome` is `false`): the
+   * lines `id: 0`, `event: welcome`, `data: {"uuid":"<uuid>"}` and a blank
+   * line. A heartbeat comment follows every `options.keepAlive` ms.
    *
-   * Throws a `TypeError` with code `ERR_SSE_INVALID_ARGUMENT` when `req` or
-   * `res` is not a request/response object.
+   * Throws a `TypeError` and writes nothing when `req` or `res` is not a
+   * request/response object (`ERR_SSE_INVALID_ARGUMENT`) or an option is
+   * invalid (`ERR_SSE_INVALID_OPTION`).
    */
-  constructor(req: IncomingMessage, res: ServerResponse)
+  constructor(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, options?: SSEOptions)
   /**
    * The random (version 4) UUID of this connection, as sent in the welcome
    * event. Lowercase, hyphenated.
@@ -52,25 +91,73 @@ export declare class SSE {
    * Sends one event: the lines `id: <n>`, `event: <eventName>`,
    * `data: <JSON.stringify(eventPayload)>` and a blank line.
    *
+   * With `data` (a string, `Buffer` or `Uint8Array`) instead of
+   * `eventPayload`, that text is sent as it is, one `data:` line per line
+   * (CR, LF and CRLF each end a line). With `id` (a string), that id is sent
+   * instead of the next number, and the counter does not move.
+   *
    * The events sent in one tick of the event loop reach `res.write`
    * together, in one call at the end of the tick (a microtask), with the
    * same bytes in the same order. `close()` writes what is pending first.
    *
    * Returns `true` when the event was accepted for the stream, `false` when
-   * the stream is closed (by `close()`, because the client left, or because
-   * other code ended the response); nothing is written then and nothing is
-   * thrown.
+   * the stream is closed (by `close()`, because the client left, because it
+   * fell more than `maxBufferedBytes` behind, which this event may have
+   * done, or because other code ended the response); nothing is written
+   * then and nothing is thrown.
    *
    * Throws a `TypeError`, writes nothing and keeps the id for the next event
-   * when `data` is not an object (`ERR_SSE_INVALID_EVENT`), when `eventName`
+   * when `event` is not an object (`ERR_SSE_INVALID_EVENT`), when `eventName`
    * is not a string or holds CR, LF, NUL or an unpaired surrogate
-   * (`ERR_SSE_INVALID_EVENT_NAME`), or when `JSON.stringify(eventPayload)`
-   * throws or returns `undefined` (`ERR_SSE_INVALID_PAYLOAD`).
+   * (`ERR_SSE_INVALID_EVENT_NAME`), when `id` is given and is not such a
+   * string (`ERR_SSE_INVALID_EVENT_ID`), when `data` is neither a string nor
+   * bytes or comes with an `eventPayload` (`ERR_SSE_INVALID_DATA`), or when
+   * `JSON.stringify(eventPayload)` throws or returns `undefined`
+   * (`ERR_SSE_INVALID_PAYLOAD`).
    */
-  send(data: TypeSSEventToSend): boolean
+  send(event: TypeSSEventToSend | SSERawEvent): boolean
   /**
-   * Ends the response (`res.end()`). Calling it again, or after the client
-   * has left, does nothing.
+   * Sends a comment: `: <text>` (one comment line per line of `text`) and a
+   * blank line. Clients ignore comments; proxies and load balancers see
+   * traffic. `comment()` with no text sends the bare heartbeat `:`.
+   *
+   * Returns `false` when the stream is closed, like `send()`. Throws a
+   * `TypeError` (`ERR_SSE_INVALID_COMMENT`) when `text` is not a string.
+   */
+  comment(text?: string): boolean
+  /**
+   * Ends the response (`res.end()`) after writing what is pending. Calling
+   * it again, or after the client has left, does nothing.
    */
   close(): void
+  /**
+   * Whether the stream has ended: `close()` was called, the client left,
+   * the client fell behind by more than `maxBufferedBytes`, or other code
+   * ended the response. `send()` returns `false` from then on.
+   */
+  get closed(): boolean
+  /**
+   * Bytes accepted for this client and not yet taken by its socket: events
+   * of the current tick plus what Node's response still holds. 0 once
+   * closed.
+   */
+  get bufferedBytes(): number
+  /**
+   * The id the client last saw, from the `Last-Event-ID` request header or
+   * else a `lastEventId` query parameter, when it has the accepted form: 1
+   * to 128 visible ASCII characters (`!` to `~`). `null` otherwise: a value
+   * of any other form is treated as absent.
+   */
+  get lastEventId(): string | null
+  /**
+   * Calls `callback(reason)` once when the stream ends, in the tick after
+   * it ended: `'client'` (the client left), `'server'` (`close()`, or other
+   * code ended the response) or `'overflow'` (the client fell more than
+   * `maxBufferedBytes` behind and was disconnected). On a stream that has
+   * already ended, `callback` is still called, in the next tick.
+   *
+   * Throws a `TypeError` (`ERR_SSE_INVALID_ARGUMENT`) when `callback` is not
+   * a function.
+   */
+  onClose(callback: (reason: SSECloseReason) => void): void
 }

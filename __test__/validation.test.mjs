@@ -61,7 +61,7 @@ test('invalid event names throw ERR_SSE_INVALID_EVENT_NAME and write nothing', a
     assertSendError(() => sse.send({ eventName, eventPayload: { x: 1 } }), {
       label,
       code: 'ERR_SSE_INVALID_EVENT_NAME',
-      field: /data\.eventName/,
+      field: /event\.eventName/,
       message,
     })
   }
@@ -80,7 +80,7 @@ test('unserialisable payloads throw ERR_SSE_INVALID_PAYLOAD and write nothing', 
     assertSendError(() => sse.send(data), {
       label,
       code: 'ERR_SSE_INVALID_PAYLOAD',
-      field: /data\.eventPayload/,
+      field: /event\.eventPayload/,
       message,
     })
   }

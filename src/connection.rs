@@ -1,14 +1,16 @@
 //! The link between an `SSE` instance and its HTTP response: holds the
 //! response while the stream is open, collects the events of the current
-//! tick into one buffer, notices when the stream ends, and lets go of the
-//! response on every path (client left, `close()`, garbage collection).
+//! tick into one buffer, caps what a slow client may queue, beats the
+//! keep-alive heartbeat, notices when the stream ends and why, and lets go
+//! of the response, the timer and the listeners on every path.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use napi::bindgen_prelude::*;
-use napi::Env;
+use napi::{sys, Env};
 
+use crate::frame;
 use crate::js::{self, call_method};
 use crate::runtime::Runtime;
 
@@ -16,15 +18,44 @@ use crate::runtime::Runtime;
 /// instead of at the end of the tick, which bounds the buffer.
 const FLUSH_AT_BYTES: usize = 128 * 1024;
 
-/// Shared by the `SSE` instance, the `'close'` listener on the response and
-/// the end-of-tick flush queue.
+/// Why a stream ended, as `onClose()` callbacks receive it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+  /// The client went away (or the response was destroyed).
+  Client,
+  /// The server ended it: `close()`, or other code calling `res.end()`.
+  Server,
+  /// The client fell more than `maxBufferedBytes` behind.
+  Overflow,
+}
+
+impl CloseReason {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      CloseReason::Client => "client",
+      CloseReason::Server => "server",
+      CloseReason::Overflow => "overflow",
+    }
+  }
+}
+
+/// Shared by the `SSE` instance, the `'close'` listener on the response, the
+/// heartbeat timer and the end-of-tick flush queue.
 pub struct Connection {
   res: RefCell<Option<ObjectRef<false>>>,
   closed: Cell<bool>,
+  reason: Cell<Option<CloseReason>>,
   /// Framed events not yet handed to `res.write`.
   buffer: RefCell<Vec<u8>>,
   /// Whether this connection is in the runtime's flush queue.
   queued: Cell<bool>,
+  /// `res.writableLength` after the last write: bytes Node still holds.
+  res_queued: Cell<u64>,
+  max_buffered: u64,
+  /// The heartbeat's `setInterval` handle, while it runs.
+  timer: RefCell<Option<ObjectRef<false>>>,
+  /// `onClose()` callbacks, called once when the stream ends.
+  on_close: RefCell<Vec<sys::napi_ref>>,
   pub runtime: Rc<Runtime>,
 }
 
@@ -33,30 +64,82 @@ impl Connection {
   ///
   /// An `'error'` listener is added so that a late write error (socket reset)
   /// is never an unhandled `'error'` event, which would kill the process.
-  pub fn attach(env: &Env, res: &Object, runtime: Rc<Runtime>) -> Result<Rc<Connection>> {
+  pub fn attach(
+    env: &Env,
+    res: &Object,
+    runtime: Rc<Runtime>,
+    max_buffered: u64,
+  ) -> Result<Rc<Connection>> {
     let conn = Rc::new(Connection {
       res: RefCell::new(Some(res.create_ref()?)),
       closed: Cell::new(false),
+      reason: Cell::new(None),
       buffer: RefCell::new(Vec::new()),
       queued: Cell::new(false),
+      res_queued: Cell::new(0),
+      max_buffered,
+      timer: RefCell::new(None),
+      on_close: RefCell::new(Vec::new()),
       runtime,
     });
 
-    let on_error = env.create_function_from_closure::<Unknown, (), _>("onSSEError", |_| Ok(()))?;
-    call_method(res, "on", FnArgs::from(("error", on_error)))?;
+    let raw = env.raw();
+    let on = js::get(raw, res.raw(), c"on")?;
+    let error = js::string(raw, "error")?;
+    js::call(
+      raw,
+      res.raw(),
+      on,
+      &[error, js::deref(raw, conn.runtime.noop)?],
+    )?;
 
+    // The listener and the heartbeat hold the connection strongly; `finish`
+    // breaks both cycles by letting go of the response and the timer.
     let listener = Rc::clone(&conn);
     let on_close = env.create_function_from_closure::<(), (), _>("onSSEClose", move |ctx| {
-      listener.release(ctx.env);
-      Ok(())
+      listener.response_closed(ctx.env)
     })?;
     call_method(res, "on", FnArgs::from(("close", on_close)))?;
 
     // The client may have left before the stream was set up.
-    if is_gone(res)? {
-      conn.release(env);
+    if let Some(reason) = gone_reason(res)? {
+      conn.finish(env, reason)?;
     }
     Ok(conn)
+  }
+
+  /// Starts the heartbeat: a comment every `ms` milliseconds on an unref'd
+  /// timer (it never keeps the process alive), stopped when the stream ends.
+  /// A heartbeat is queued like an event, so it never lands inside one.
+  pub fn start_heartbeat(self: &Rc<Self>, env: &Env, ms: u64) -> Result<()> {
+    if self.closed.get() {
+      return Ok(());
+    }
+    let conn = Rc::clone(self);
+    let beat = env.create_function_from_closure::<(), (), _>("heartbeatSSE", move |ctx| {
+      conn.heartbeat(ctx.env)
+    })?;
+    let raw = env.raw();
+    let set_interval = js::deref(raw, self.runtime.set_interval)?;
+    let delay = js::uint32(raw, ms as u32)?;
+    let timer = js::call(raw, js::undefined(raw)?, set_interval, &[beat.raw(), delay])?;
+    let timer = Object::from_raw(raw, timer);
+    let unref: Unknown = timer.get_named_property("unref")?;
+    if unref.get_type()? == napi::ValueType::Function {
+      call_method(&timer, "unref", ())?;
+    }
+    *self.timer.borrow_mut() = Some(timer.create_ref()?);
+    Ok(())
+  }
+
+  fn heartbeat(self: &Rc<Self>, env: &Env) -> Result<()> {
+    if self.is_writable(env)? {
+      self.push(env, |out| {
+        frame::push_comment(out, b"");
+        Ok(())
+      })?;
+    }
+    Ok(())
   }
 
   pub fn is_closed(&self) -> bool {
@@ -67,24 +150,32 @@ impl Connection {
   /// written: at the end of the tick, or now when enough has piled up.
   /// `fill` must not run JavaScript code, and must leave the buffer as it
   /// found it when it fails (then nothing is queued).
+  ///
+  /// Returns `false` when these bytes took the client past its cap: the
+  /// connection is then closed with reason `'overflow'` and they are dropped.
   pub fn push(
     self: &Rc<Self>,
     env: &Env,
     fill: impl FnOnce(&mut Vec<u8>) -> Result<()>,
-  ) -> Result<()> {
+  ) -> Result<bool> {
     let len = {
       let mut buffer = self.buffer.borrow_mut();
       fill(&mut buffer)?;
       buffer.len()
     };
+    if (len as u64).saturating_add(self.res_queued.get()) > self.max_buffered {
+      self.overflow(env)?;
+      return Ok(false);
+    }
     if len >= FLUSH_AT_BYTES {
-      return self.flush(env);
+      self.flush(env)?;
+      return Ok(!self.closed.get());
     }
     if !self.queued.get() {
       self.queued.set(true);
       self.runtime.enqueue(env, self)?;
     }
-    Ok(())
+    Ok(true)
   }
 
   /// Hands the pending bytes to `res.write` in one call.
@@ -101,12 +192,30 @@ impl Connection {
     let write = js::get(raw, res.raw(), c"write")?;
     let chunk = js::chunk_from_vec(raw, bytes)?;
     let accepted = js::call(raw, res.raw(), write, &[chunk])?;
+    if js::as_bool(raw, accepted)? != Some(false) {
+      self.res_queued.set(0);
+      return Ok(());
+    }
     // `false` is either backpressure (the chunk is queued) or a stream that
     // is already destroyed or ended (the chunk is dropped).
-    if js::as_bool(raw, accepted)? == Some(false) && is_gone(&res)? {
-      self.release(env);
+    if let Some(reason) = gone_reason(&res)? {
+      return self.finish(env, reason);
+    }
+    let queued = writable_length(&res)?;
+    self.res_queued.set(queued);
+    if queued > self.max_buffered {
+      self.overflow(env)?;
     }
     Ok(())
+  }
+
+  /// Bytes queued for this client and not yet taken by the socket: this
+  /// tick's events plus what `res` holds.
+  pub fn buffered_bytes(&self, env: &Env) -> Result<u64> {
+    let Some(res) = self.response(env)? else {
+      return Ok(0);
+    };
+    Ok(self.buffer.borrow().len() as u64 + writable_length(&res)?)
   }
 
   /// Writes what is pending, then ends the response once. Later calls do
@@ -116,14 +225,87 @@ impl Connection {
     let Some(res) = self.response(env)? else {
       return Ok(());
     };
-    self.release(env);
+    self.finish(env, CloseReason::Server)?;
     call_method(&res, "end", ())?;
     Ok(())
   }
 
-  /// Marks the stream closed, drops pending bytes and the reference to the
-  /// response.
-  pub fn release(&self, env: &Env) {
+  /// Closes a connection whose client fell behind by more than the cap:
+  /// what is queued is dropped and the response destroyed, so its memory is
+  /// freed now rather than when the client catches up.
+  fn overflow(&self, env: &Env) -> Result<()> {
+    let Some(res) = self.response(env)? else {
+      return Ok(());
+    };
+    self.finish(env, CloseReason::Overflow)?;
+    call_method(&res, "destroy", ())?;
+    Ok(())
+  }
+
+  /// The response emitted `'close'`: ended by the server if it was ended,
+  /// otherwise the client left.
+  fn response_closed(&self, env: &Env) -> Result<()> {
+    let Some(res) = self.response(env)? else {
+      return Ok(());
+    };
+    let reason = if flag(res.value().env, res.raw(), c"writableEnded")? {
+      CloseReason::Server
+    } else {
+      CloseReason::Client
+    };
+    self.finish(env, reason)
+  }
+
+  /// Registers an `onClose()` callback; called with the reason in the next
+  /// tick when the stream is already closed.
+  pub fn on_close(&self, env: &Env, callback: js::Value) -> Result<()> {
+    let raw = env.raw();
+    if let Some(reason) = self.reason.get() {
+      return self.runtime.next_tick(raw, callback, reason.as_str());
+    }
+    self
+      .on_close
+      .borrow_mut()
+      .push(js::reference(raw, callback)?);
+    Ok(())
+  }
+
+  /// Marks the stream closed for `reason` (once), drops pending bytes,
+  /// stops the heartbeat, lets go of the response and schedules the
+  /// `onClose()` callbacks for the next tick (so they never run inside
+  /// `send()` or `close()`).
+  fn finish(&self, env: &Env, reason: CloseReason) -> Result<()> {
+    if self.closed.get() {
+      return Ok(());
+    }
+    self.reason.set(Some(reason));
+    self.drop_state(env);
+    let raw = env.raw();
+    let mut first_error = None;
+    if let Some(timer) = self.timer.borrow_mut().take() {
+      let cleared = js::deref(raw, self.runtime.clear_interval).and_then(|clear| {
+        let handle = timer.get_value(env)?;
+        js::call(raw, js::undefined(raw)?, clear, &[handle.raw()])
+      });
+      if let Err(err) = cleared {
+        first_error.get_or_insert(err);
+      }
+      let _ = timer.unref(env);
+    }
+    for callback in std::mem::take(&mut *self.on_close.borrow_mut()) {
+      let scheduled = js::deref(raw, callback)
+        .and_then(|callback| self.runtime.next_tick(raw, callback, reason.as_str()));
+      if let Err(err) = scheduled {
+        first_error.get_or_insert(err);
+      }
+      js::delete_reference(raw, callback);
+    }
+    first_error.map_or(Ok(()), Err)
+  }
+
+  /// Marks the stream closed and drops the pending bytes and the reference
+  /// to the response.
+  fn drop_state(&self, env: &Env) {
     self.closed.set(true);
     if let Ok(mut buffer) = self.buffer.try_borrow_mut() {
       *buffer = Vec::new();
@@ -146,11 +328,13 @@ impl Connection {
       return Ok(true);
     }
     match self.response(env)? {
-      Some(res) if is_gone(&res)? => {
-        self.release(env);
-        Ok(false)
-      }
-      Some(_) => Ok(true),
+      Some(res) => match gone_reason(&res)? {
+        Some(reason) => {
+          self.finish(env, reason)?;
+          Ok(false)
+        }
+        None => Ok(true),
+      },
       None => Ok(false),
     }
   }
@@ -166,23 +350,38 @@ impl Connection {
   }
 }
 
-/// Whether the response can no longer carry events: destroyed (client left),
-/// ended (by us or by other code), or its socket destroyed (the response
-/// itself only learns that a tick later, with `'close'`).
-fn is_gone(res: &Object) -> Result<bool> {
+/// Why the response can no longer carry events, if it cannot: ended (by us
+/// or by other code), destroyed (client left), or its socket or HTTP/2
+/// stream destroyed (the response itself only learns that a tick later,
+/// with `'close'`).
+fn gone_reason(res: &Object) -> Result<Option<CloseReason>> {
   let raw = res.value().env;
   let res = res.raw();
-  if flag(raw, res, c"destroyed")? || flag(raw, res, c"writableEnded")? {
-    return Ok(true);
+  if flag(raw, res, c"writableEnded")? {
+    return Ok(Some(CloseReason::Server));
   }
-  let socket = js::get(raw, res, c"socket")?;
-  if js::type_of(raw, socket)? == napi::sys::ValueType::napi_object {
-    return flag(raw, socket, c"destroyed");
+  if flag(raw, res, c"destroyed")? {
+    return Ok(Some(CloseReason::Client));
   }
-  Ok(false)
+  for carrier in [c"socket", c"stream"] {
+    let carrier = js::get(raw, res, carrier)?;
+    if js::type_of(raw, carrier)? == sys::ValueType::napi_object
+      && flag(raw, carrier, c"destroyed")?
+    {
+      return Ok(Some(CloseReason::Client));
+    }
+  }
+  Ok(None)
+}
+
+/// `res.writableLength`, or 0 when the response does not have it.
+fn writable_length(res: &Object) -> Result<u64> {
+  let raw = res.value().env;
+  let length = js::get(raw, res.raw(), c"writableLength")?;
+  Ok(js::as_f64(raw, length)?.map_or(0, |n| n.max(0.0) as u64))
 }
 
 /// `target[name] === true`.
-fn flag(env: napi::sys::napi_env, target: js::Value, name: &std::ffi::CStr) -> Result<bool> {
+fn flag(env: sys::napi_env, target: js::Value, name: &std::ffi::CStr) -> Result<bool> {
   Ok(js::as_bool(env, js::get(env, target, name)?)? == Some(true))
 }

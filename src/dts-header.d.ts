@@ -3,11 +3,43 @@
 // The lines up to the first `export` come from src/dts-header.d.ts.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 
-/** What `SSE.send()` takes: the S42Core event shape. */
+/** What `SSE.send()` takes: the S42Core event shape, with an optional explicit id. */
 export interface TypeSSEventToSend {
   /** The event type the client listens for (`addEventListener(eventName, ...)`). No CR, LF or NUL. */
   eventName: string
   /** Sent as `JSON.stringify(eventPayload)`. */
   eventPayload: unknown
+  /** Sent instead of the next number (which is then not used up). No CR, LF or NUL. */
+  id?: string
+  data?: undefined
+}
+
+/** An event whose data is already serialised: sent as it is, one `data:` line per line. */
+export interface SSERawEvent {
+  /** The event type the client listens for. No CR, LF or NUL. */
+  eventName: string
+  /** The text (UTF-8 bytes for a `Buffer`). CR, LF and CRLF each start a new `data:` line. */
+  data: string | Uint8Array
+  /** Sent instead of the next number (which is then not used up). No CR, LF or NUL. */
+  id?: string
+  eventPayload?: undefined
+}
+
+/** Why a stream ended: the client left, the server closed it, or the client fell more than `maxBufferedBytes` behind. */
+export type SSECloseReason = 'client' | 'server' | 'overflow'
+
+/** The third argument of `new SSE(req, res, options)`. Every field is optional. */
+export interface SSEOptions {
+  /** Milliseconds between heartbeat comments (`:` and a blank line); 0 turns them off. Default 15000. */
+  keepAlive?: number
+  /** Sent as `retry: <ms>` before the welcome event: the client's reconnection delay. A non-negative integer. Not sent by default. */
+  retry?: number
+  /** Extra response headers, merged over the defaults (a name in any letter case replaces the default). */
+  headers?: Record<string, string | number | readonly string[]>
+  /** `false` leaves out the welcome event. Default `true`. */
+  welcome?: boolean
+  /** Bytes queued for one client past which its connection is closed with reason `'overflow'`. A positive integer or `Infinity`. Default 4 MiB (4194304). */
+  maxBufferedBytes?: number
 }

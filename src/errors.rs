@@ -9,8 +9,18 @@ pub const INVALID_EVENT: &str = "ERR_SSE_INVALID_EVENT";
 pub const INVALID_EVENT_NAME: &str = "ERR_SSE_INVALID_EVENT_NAME";
 /// The payload cannot be serialised by `JSON.stringify`.
 pub const INVALID_PAYLOAD: &str = "ERR_SSE_INVALID_PAYLOAD";
-/// A constructor argument is not a usable request or response object.
+/// An argument is not what the method takes: the constructor's `req` or
+/// `res`, or the callback of `onClose()`.
 pub const INVALID_ARGUMENT: &str = "ERR_SSE_INVALID_ARGUMENT";
+/// A constructor option has the wrong type or is out of range.
+pub const INVALID_OPTION: &str = "ERR_SSE_INVALID_OPTION";
+/// An explicit event id is not a string, or breaks a single-line field rule.
+pub const INVALID_EVENT_ID: &str = "ERR_SSE_INVALID_EVENT_ID";
+/// Pre-serialised `data` is neither a string nor bytes, or comes together
+/// with `eventPayload`.
+pub const INVALID_DATA: &str = "ERR_SSE_INVALID_DATA";
+/// The text of `comment()` is not a string.
+pub const INVALID_COMMENT: &str = "ERR_SSE_INVALID_COMMENT";
 
 /// Throws a `TypeError` carrying `code` and returns the error that tells
 /// napi-rs an exception is already pending, so the thrown one reaches JS.

@@ -7,11 +7,21 @@
 //! dispatch it. Field values are assumed to be validated already (see
 //! `validate.rs`); `data` may hold line breaks and is split here.
 
+/// The `id:` field of an event: the value clients report back in
+/// `Last-Event-ID` when they reconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventId<'a> {
+  /// A per-connection counter value, written in decimal.
+  Number(u64),
+  /// Text given by the caller, already checked to be a single line.
+  Text(&'a [u8]),
+}
+
 /// One event to frame. Fields that are `None` are left out. Text is UTF-8.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Event<'a> {
   /// The `id:` field: the value clients report back in `Last-Event-ID`.
-  pub id: Option<u64>,
+  pub id: Option<EventId<'a>>,
   /// The `event:` field: the event type clients listen for.
   pub name: Option<&'a [u8]>,
   /// The `data:` text. CR, LF and CRLF each start a new `data:` line.
@@ -22,9 +32,7 @@ pub struct Event<'a> {
 pub fn push_event(out: &mut Vec<u8>, event: &Event<'_>) {
   out.reserve(event_len_hint(event));
   if let Some(id) = event.id {
-    out.extend_from_slice(b"id: ");
-    push_decimal(out, id);
-    out.push(b'\n');
+    push_id(out, id);
   }
   if let Some(name) = event.name {
     out.extend_from_slice(b"event: ");
@@ -43,7 +51,7 @@ pub fn push_event(out: &mut Vec<u8>, event: &Event<'_>) {
 /// is restored to its length before the call.
 pub fn push_event_in_place<E>(
   out: &mut Vec<u8>,
-  id: u64,
+  id: EventId<'_>,
   write_name: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
   write_data: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) -> Result<(), E> {
@@ -57,13 +65,12 @@ pub fn push_event_in_place<E>(
 
 fn push_in_place<E>(
   out: &mut Vec<u8>,
-  id: u64,
+  id: EventId<'_>,
   write_name: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
   write_data: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) -> Result<(), E> {
-  out.extend_from_slice(b"id: ");
-  push_decimal(out, id);
-  out.extend_from_slice(b"\nevent: ");
+  push_id(out, id);
+  out.extend_from_slice(b"event: ");
   write_name(out)?;
   out.extend_from_slice(b"\ndata: ");
   let data_start = out.len();
@@ -77,6 +84,40 @@ fn push_in_place<E>(
   }
   out.push(b'\n');
   Ok(())
+}
+
+/// Appends a comment block: one `: <line>` per line of `text` (CR, LF and
+/// CRLF each start a new comment line, so no text can forge a field), then a
+/// blank line. Empty text gives the shortest heartbeat, `:` and a blank line.
+/// Clients ignore comments; proxies see traffic.
+pub fn push_comment(out: &mut Vec<u8>, text: &[u8]) {
+  if text.is_empty() {
+    out.extend_from_slice(b":\n\n");
+    return;
+  }
+  for_each_line(text, |line| {
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(line);
+    out.push(b'\n');
+  });
+  out.push(b'\n');
+}
+
+/// Appends `retry: <ms>` and a blank line: the reconnection delay clients
+/// use after the stream ends.
+pub fn push_retry(out: &mut Vec<u8>, ms: u64) {
+  out.extend_from_slice(b"retry: ");
+  push_decimal(out, ms);
+  out.extend_from_slice(b"\n\n");
+}
+
+fn push_id(out: &mut Vec<u8>, id: EventId<'_>) {
+  out.extend_from_slice(b"id: ");
+  match id {
+    EventId::Number(n) => push_decimal(out, n),
+    EventId::Text(text) => out.extend_from_slice(text),
+  }
+  out.push(b'\n');
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
@@ -95,7 +136,11 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 
 fn event_len_hint(event: &Event<'_>) -> usize {
   // "id: " + up to 20 digits + "\n", "event: " + name + "\n", "data: " + data + "\n\n".
-  let id = if event.id.is_some() { 25 } else { 0 };
+  let id = match event.id {
+    Some(EventId::Number(_)) => 25,
+    Some(EventId::Text(text)) => text.len() + 5,
+    None => 0,
+  };
   let name = event.name.map_or(0, |n| n.len() + 8);
   id + name + event.data.len() + 8
 }
@@ -105,23 +150,27 @@ fn event_len_hint(event: &Event<'_>) -> usize {
 /// the event-stream format and stay inside their line. Line breaks are found
 /// with `memchr`, so long single-line data (JSON) costs one fast scan.
 fn push_data_lines(out: &mut Vec<u8>, data: &[u8]) {
+  for_each_line(data, |line| {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(line);
+    out.push(b'\n');
+  });
+}
+
+/// Calls `f` with each line of `text`, split at CR, LF and CRLF. A trailing
+/// break gives a last, empty line.
+fn for_each_line(text: &[u8], mut f: impl FnMut(&[u8])) {
   let mut start = 0;
-  while let Some(offset) = memchr::memchr2(b'\r', b'\n', &data[start..]) {
+  while let Some(offset) = memchr::memchr2(b'\r', b'\n', &text[start..]) {
     let at = start + offset;
-    push_data_line(out, &data[start..at]);
-    start = if data[at] == b'\r' && data.get(at + 1) == Some(&b'\n') {
+    f(&text[start..at]);
+    start = if text[at] == b'\r' && text.get(at + 1) == Some(&b'\n') {
       at + 2
     } else {
       at + 1
     };
   }
-  push_data_line(out, &data[start..]);
-}
-
-fn push_data_line(out: &mut Vec<u8>, line: &[u8]) {
-  out.extend_from_slice(b"data: ");
-  out.extend_from_slice(line);
-  out.push(b'\n');
+  f(&text[start..]);
 }
 
 /// The data of the welcome event: `{"uuid":"<uuid>"}`, exactly as
@@ -153,7 +202,7 @@ mod tests {
 
   fn in_place(id: u64, name: &[u8], data: &[u8]) -> Result<Vec<u8>, &'static str> {
     let mut out = b"before".to_vec();
-    push_event_in_place(&mut out, id, write(name), write(data))?;
+    push_event_in_place(&mut out, EventId::Number(id), write(name), write(data))?;
     Ok(out.split_off(6))
   }
 
@@ -166,7 +215,7 @@ mod tests {
       (7, b"y", b"trailing\n"),
     ] {
       let expected = frame_event(&Event {
-        id: Some(id),
+        id: Some(EventId::Number(id)),
         name: Some(name),
         data,
       });
@@ -179,7 +228,7 @@ mod tests {
     let mut out = b"earlier event\n\n".to_vec();
     let failed_name = push_event_in_place(
       &mut out,
-      3,
+      EventId::Number(3),
       |o| {
         o.extend_from_slice(b"bad\rname");
         Err("name")
@@ -187,7 +236,7 @@ mod tests {
       |_| Ok(()),
     );
     assert_eq!(failed_name, Err("name"));
-    let failed_data = push_event_in_place(&mut out, 3, write(b"ok"), |o| {
+    let failed_data = push_event_in_place(&mut out, EventId::Number(3), write(b"ok"), |o| {
       o.extend_from_slice(b"partial");
       Err("data")
     });
@@ -198,7 +247,7 @@ mod tests {
   #[test]
   fn s42core_layout() {
     let framed = text(frame_event(&Event {
-      id: Some(7),
+      id: Some(EventId::Number(7)),
       name: Some(b"update"),
       data: br#"{"message":"hi"}"#,
     }));
@@ -212,7 +261,7 @@ mod tests {
   fn welcome_matches_the_original() {
     let uuid = "1ceb707b-f57a-4645-a1f6-2c12575fb151";
     let framed = text(frame_event(&Event {
-      id: Some(0),
+      id: Some(EventId::Number(0)),
       name: Some(b"welcome"),
       data: welcome_data(uuid).as_bytes(),
     }));
@@ -225,7 +274,7 @@ mod tests {
   #[test]
   fn empty_name_is_written_as_the_original_does() {
     let framed = text(frame_event(&Event {
-      id: Some(1),
+      id: Some(EventId::Number(1)),
       name: Some(b""),
       data: b"1",
     }));
@@ -269,7 +318,7 @@ mod tests {
   #[test]
   fn large_ids() {
     let framed = text(frame_event(&Event {
-      id: Some(u64::MAX),
+      id: Some(EventId::Number(u64::MAX)),
       name: None,
       data: b"",
     }));
@@ -285,7 +334,7 @@ mod tests {
       (1234567, "id: 1234567\n"),
     ] {
       let framed = text(frame_event(&Event {
-        id: Some(id),
+        id: Some(EventId::Number(id)),
         ..Event::default()
       }));
       assert_eq!(framed, format!("{expected}data: \n\n"));
@@ -295,5 +344,38 @@ mod tests {
   #[test]
   fn welcome_data_escapes_like_json_stringify() {
     assert_eq!(welcome_data("a\"b"), r#"{"uuid":"a\"b"}"#);
+  }
+
+  #[test]
+  fn text_ids_are_written_as_given() {
+    let framed = text(frame_event(&Event {
+      id: Some(EventId::Text(b"1526919030474-55")),
+      name: Some(b"tick"),
+      data: b"{}",
+    }));
+    assert_eq!(framed, "id: 1526919030474-55\nevent: tick\ndata: {}\n\n");
+    let mut out = Vec::new();
+    push_event_in_place(&mut out, EventId::Text(b""), write(b"n"), write(b"d")).unwrap();
+    assert_eq!(text(out), "id: \nevent: n\ndata: d\n\n");
+  }
+
+  #[test]
+  fn comments_cannot_forge_fields() {
+    let mut out = Vec::new();
+    push_comment(&mut out, b"");
+    assert_eq!(text(out), ":\n\n");
+    let mut out = Vec::new();
+    push_comment(&mut out, b"hello");
+    assert_eq!(text(out), ": hello\n\n");
+    let mut out = Vec::new();
+    push_comment(&mut out, b"a\rdata: evil\r\nb\n");
+    assert_eq!(text(out), ": a\n: data: evil\n: b\n: \n\n");
+  }
+
+  #[test]
+  fn retry_block() {
+    let mut out = Vec::new();
+    push_retry(&mut out, 2500);
+    assert_eq!(text(out), "retry: 2500\n\n");
   }
 }

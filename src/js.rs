@@ -82,6 +82,90 @@ pub fn call_method<'env, Args: napi::bindgen_prelude::JsValuesTupleIntoVec>(
   function.apply(target, args)
 }
 
+/// A JS string from Rust text.
+pub fn string(env: sys::napi_env, text: &str) -> Result<Value> {
+  let mut result = ptr::null_mut();
+  check_status!(unsafe {
+    sys::napi_create_string_utf8(env, text.as_ptr().cast(), text.len() as isize, &mut result)
+  })?;
+  Ok(result)
+}
+
+/// A JS number from an unsigned 32-bit integer (a small integer in V8,
+/// unlike [`number`], which makes a heap number).
+pub fn uint32(env: sys::napi_env, value: u32) -> Result<Value> {
+  let mut result = ptr::null_mut();
+  check_status!(unsafe { sys::napi_create_uint32(env, value, &mut result) })?;
+  Ok(result)
+}
+
+/// `Some(value)` when `value` is a number, `None` otherwise.
+pub fn as_f64(env: sys::napi_env, value: Value) -> Result<Option<f64>> {
+  if type_of(env, value)? != sys::ValueType::napi_number {
+    return Ok(None);
+  }
+  let mut result = 0.0;
+  check_status!(unsafe { sys::napi_get_value_double(env, value, &mut result) })?;
+  Ok(Some(result))
+}
+
+/// Deletes a reference made by [`reference`]. Fails only while the
+/// environment is torn down, when there is nothing left to free.
+pub fn delete_reference(env: sys::napi_env, reference: sys::napi_ref) {
+  unsafe { sys::napi_delete_reference(env, reference) };
+}
+
+/// The bytes of a `Uint8Array` (or `Buffer`), when `value` is one. The slice
+/// borrows the array's memory: use it before running any JavaScript.
+pub fn as_bytes<'a>(env: sys::napi_env, value: Value) -> Result<Option<&'a [u8]>> {
+  let mut is_typed_array = false;
+  check_status!(unsafe { sys::napi_is_typedarray(env, value, &mut is_typed_array) })?;
+  if !is_typed_array {
+    return Ok(None);
+  }
+  let mut kind = 0;
+  let mut length = 0;
+  let mut data = ptr::null_mut();
+  let mut array_buffer = ptr::null_mut();
+  let mut offset = 0;
+  check_status!(unsafe {
+    sys::napi_get_typedarray_info(
+      env,
+      value,
+      &mut kind,
+      &mut length,
+      &mut data,
+      &mut array_buffer,
+      &mut offset,
+    )
+  })?;
+  if kind != sys::TypedarrayType::uint8_array {
+    return Ok(None);
+  }
+  if length == 0 || data.is_null() {
+    return Ok(Some(&[]));
+  }
+  Ok(Some(unsafe {
+    std::slice::from_raw_parts(data.cast::<u8>(), length)
+  }))
+}
+
+/// `Object.keys(object)`: its own enumerable string keys, as an array.
+pub fn own_enumerable_keys(env: sys::napi_env, object: Value) -> Result<Value> {
+  let mut result = ptr::null_mut();
+  check_status!(unsafe {
+    sys::napi_get_all_property_names(
+      env,
+      object,
+      sys::KeyCollectionMode::own_only,
+      sys::KeyFilter::enumerable | sys::KeyFilter::skip_symbols,
+      sys::KeyConversion::numbers_to_strings,
+      &mut result,
+    )
+  })?;
+  Ok(result)
+}
+
 /// `undefined`.
 pub fn undefined(env: sys::napi_env) -> Result<Value> {
   let mut result = ptr::null_mut();

@@ -1,8 +1,8 @@
 //! The `SSE` class: one Server-Sent Events stream over one HTTP response.
 //!
 //! This is the thin napi layer. It reads values out of JavaScript, hands them
-//! to the napi-free modules (`frame`, `validate`) and calls the response's own
-//! methods (`writeHead`, `flushHeaders`, `write`, `end`, `on`).
+//! to the napi-free modules (`frame`, `validate`, `options`) and leaves the
+//! response to `connection` (writing, closing) and `open` (headers, options).
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -11,10 +11,13 @@ use napi::bindgen_prelude::*;
 use napi::{Env, ValueType};
 use napi_derive::napi;
 
+use napi::sys;
+
 use crate::connection::Connection;
 use crate::errors::{self, type_error};
-use crate::frame::{self, Event};
+use crate::frame::{self, Event, EventId};
 use crate::js::{self, call_method};
+use crate::open;
 use crate::runtime::Runtime;
 use crate::validate;
 
@@ -25,11 +28,16 @@ use crate::validate;
 /// `text/event-stream` headers, flushes them, and sends the `welcome` event
 /// whose data is `{"uuid":"<uuid>"}` with id 0. Each `send()` then writes one
 /// event with the next id (1, 2, 3, ...).
-#[napi(js_name = "SSE", custom_finalize)]
+///
+/// The stream does not depend on this object staying reachable: the
+/// response's `'close'` listener and the heartbeat hold the connection, and
+/// let go of it (and of the response) when the stream ends.
+#[napi(js_name = "SSE")]
 pub struct SSE {
   conn: Rc<Connection>,
   uuid: String,
   next_id: Cell<u64>,
+  last_event_id: Option<String>,
 }
 
 #[napi]
@@ -37,18 +45,21 @@ impl SSE {
   /// Opens the event stream on `res`.
   ///
   /// Writes status 200 with `Content-Type: text/event-stream`,
-  /// `Cache-Control: no-cache, no-transform` and (HTTP/1.x only)
-  /// `Connection: keep-alive`, flushes the headers, and sends the welcome
-  /// event: the lines `id: 0`, `event: welcome`, `data: {"uuid":"<uuid>"}`
-  /// and a blank line.
+  /// `Cache-Control: no-cache, no-transform`, `X-Accel-Buffering: no` and
+  /// (HTTP/1.x only) `Connection: keep-alive`, then `options.headers` over
+  /// them, flushes the headers, sends `retry: <ms>` when `options.retry` is
+  /// set, and the welcome event (unless `options.welcome` is `false`): the
+  /// lines `id: 0`, `event: welcome`, `data: {"uuid":"<uuid>"}` and a blank
+  /// line. A heartbeat comment follows every `options.keepAlive` ms.
   ///
-  /// Throws a `TypeError` with code `ERR_SSE_INVALID_ARGUMENT` when `req` or
-  /// `res` is not a request/response object.
+  /// Throws a `TypeError` and writes nothing when `req` or `res` is not a
+  /// request/response object (`ERR_SSE_INVALID_ARGUMENT`) or an option is
+  /// invalid (`ERR_SSE_INVALID_OPTION`).
   #[napi(
     constructor,
-    ts_args_type = "req: IncomingMessage, res: ServerResponse"
+    ts_args_type = "req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, options?: SSEOptions"
   )]
-  pub fn new(env: &Env, req: Unknown, res: Unknown) -> Result<Self> {
+  pub fn new(env: &Env, req: Unknown, res: Unknown, options: Option<Unknown>) -> Result<Self> {
     let req = expect_object(env, req, "req")?;
     let res = expect_object(env, res, "res")?;
     for method in ["writeHead", "write", "end", "on"] {
@@ -61,29 +72,45 @@ impl SSE {
         ));
       }
     }
+    let given = open::read_options(env, options)?;
+    let http2 = open::http_major_version(&req)? >= 2;
+    let headers = open::response_headers(env, given.headers.as_ref(), http2)?;
+    let last_event_id = open::last_event_id(&req)?;
 
-    let mut headers = Object::new(env)?;
-    headers.set_named_property("Content-Type", "text/event-stream")?;
-    headers.set_named_property("Cache-Control", "no-cache, no-transform")?;
-    if http_major_version(&req)? < 2 {
-      // Connection-specific headers are forbidden on HTTP/2 (RFC 9113 8.2.2).
-      headers.set_named_property("Connection", "keep-alive")?;
-    }
     call_method(&res, "writeHead", FnArgs::from((200, headers)))?;
     let flush: Unknown = res.get_named_property("flushHeaders")?;
     if flush.get_type()? == ValueType::Function {
       call_method(&res, "flushHeaders", ())?;
     }
 
-    let conn = Connection::attach(env, &res, Runtime::get(env)?)?;
+    let options = given.options;
+    let conn = Connection::attach(env, &res, Runtime::get(env)?, options.max_buffered_bytes)?;
     let sse = SSE {
       conn,
       uuid: uuid::Uuid::new_v4().to_string(),
-      next_id: Cell::new(0),
+      next_id: Cell::new(1),
+      last_event_id,
     };
-    if !sse.conn.is_closed() {
+    if let Some(ms) = options.retry_ms {
+      sse.conn.push(env, |out| {
+        frame::push_retry(out, ms);
+        Ok(())
+      })?;
+    }
+    if options.welcome && !sse.conn.is_closed() {
       let welcome = frame::welcome_data(&sse.uuid);
-      sse.push_event(env, Some(b"welcome"), welcome.as_bytes())?;
+      sse.conn.push(env, |out| {
+        let event = Event {
+          id: Some(EventId::Number(0)),
+          name: Some(b"welcome"),
+          data: welcome.as_bytes(),
+        };
+        frame::push_event(out, &event);
+        Ok(())
+      })?;
+    }
+    if options.keep_alive_ms > 0 {
+      sse.conn.start_heartbeat(env, options.keep_alive_ms)?;
     }
     Ok(sse)
   }
@@ -98,100 +125,278 @@ impl SSE {
   /// Sends one event: the lines `id: <n>`, `event: <eventName>`,
   /// `data: <JSON.stringify(eventPayload)>` and a blank line.
   ///
+  /// With `data` (a string, `Buffer` or `Uint8Array`) instead of
+  /// `eventPayload`, that text is sent as it is, one `data:` line per line
+  /// (CR, LF and CRLF each end a line). With `id` (a string), that id is sent
+  /// instead of the next number, and the counter does not move.
+  ///
   /// The events sent in one tick of the event loop reach `res.write`
   /// together, in one call at the end of the tick (a microtask), with the
   /// same bytes in the same order. `close()` writes what is pending first.
   ///
   /// Returns `true` when the event was accepted for the stream, `false` when
-  /// the stream is closed (by `close()`, because the client left, or because
-  /// other code ended the response); nothing is written then and nothing is
-  /// thrown.
+  /// the stream is closed (by `close()`, because the client left, because it
+  /// fell more than `maxBufferedBytes` behind, which this event may have
+  /// done, or because other code ended the response); nothing is written
+  /// then and nothing is thrown.
   ///
   /// Throws a `TypeError`, writes nothing and keeps the id for the next event
-  /// when `data` is not an object (`ERR_SSE_INVALID_EVENT`), when `eventName`
+  /// when `event` is not an object (`ERR_SSE_INVALID_EVENT`), when `eventName`
   /// is not a string or holds CR, LF, NUL or an unpaired surrogate
-  /// (`ERR_SSE_INVALID_EVENT_NAME`), or when `JSON.stringify(eventPayload)`
-  /// throws or returns `undefined` (`ERR_SSE_INVALID_PAYLOAD`).
-  #[napi(ts_args_type = "data: TypeSSEventToSend")]
-  pub fn send(&self, env: &Env, data: Unknown) -> Result<bool> {
+  /// (`ERR_SSE_INVALID_EVENT_NAME`), when `id` is given and is not such a
+  /// string (`ERR_SSE_INVALID_EVENT_ID`), when `data` is neither a string nor
+  /// bytes or comes with an `eventPayload` (`ERR_SSE_INVALID_DATA`), or when
+  /// `JSON.stringify(eventPayload)` throws or returns `undefined`
+  /// (`ERR_SSE_INVALID_PAYLOAD`).
+  #[napi(ts_args_type = "event: TypeSSEventToSend | SSERawEvent")]
+  pub fn send(&self, env: &Env, event: Unknown) -> Result<bool> {
     if !self.conn.is_writable(env)? {
       return Ok(false);
     }
     let raw = env.raw();
-    let runtime = &self.conn.runtime;
-    let data_type = data.get_type()?;
-    if data_type != ValueType::Object {
+    let event_type = event.get_type()?;
+    if event_type != ValueType::Object {
       return Err(type_error(
         env,
         errors::INVALID_EVENT,
         &format!(
-          "send(data): data must be an object {{ eventName, eventPayload }} (got {})",
-          errors::type_name(data_type)
+          "send(event): event must be an object {{ eventName, eventPayload }} (got {})",
+          errors::type_name(event_type)
         ),
       ));
     }
-    let name = js::get(raw, data.raw(), c"eventName")?;
+    let name = js::get(raw, event.raw(), c"eventName")?;
     let name_type = js::type_of(raw, name)?;
-    if name_type != napi::sys::ValueType::napi_string {
+    if name_type != sys::ValueType::napi_string {
       return Err(type_error(
         env,
         errors::INVALID_EVENT_NAME,
         &format!(
-          "send(data): data.eventName must be a string (got {})",
+          "send(event): event.eventName must be a string (got {})",
           errors::type_name(ValueType::from(name_type))
         ),
       ));
     }
-    let payload = js::get(raw, data.raw(), c"eventPayload")?;
-    let json = stringify_payload(env, runtime, payload)?;
-    // `toJSON` is user code and may have closed the stream meanwhile.
-    if self.conn.is_closed() {
-      return Ok(false);
-    }
-    let id = self.next_id.get();
-    self.conn.push(env, |out| {
+    let explicit_id = read_event_id(env, js::get(raw, event.raw(), c"id")?)?;
+    let payload = js::get(raw, event.raw(), c"eventPayload")?;
+    let data = js::get(raw, event.raw(), c"data")?;
+    let body = if js::type_of(raw, data)? == sys::ValueType::napi_undefined {
+      let json = stringify_payload(env, &self.conn.runtime, payload)?;
+      // `toJSON` is user code and may have closed the stream meanwhile.
+      if self.conn.is_closed() {
+        return Ok(false);
+      }
+      Body::Text(json)
+    } else {
+      read_data(env, data, payload)?
+    };
+    let id = match &explicit_id {
+      Some(text) => EventId::Text(text),
+      None => EventId::Number(self.next_id.get()),
+    };
+    let accepted = self.conn.push(env, |out| {
       frame::push_event_in_place(
         out,
         id,
         |out| append_event_name(env, name, out),
-        |out| js::append_utf8(raw, json, out).map(drop),
+        |out| body.append(raw, out),
       )
     })?;
-    self.next_id.set(id + 1);
-    Ok(true)
+    if explicit_id.is_none() {
+      self.next_id.set(self.next_id.get() + 1);
+    }
+    Ok(accepted)
   }
 
-  /// Ends the response (`res.end()`). Calling it again, or after the client
-  /// has left, does nothing.
+  /// Sends a comment: `: <text>` (one comment line per line of `text`) and a
+  /// blank line. Clients ignore comments; proxies and load balancers see
+  /// traffic. `comment()` with no text sends the bare heartbeat `:`.
+  ///
+  /// Returns `false` when the stream is closed, like `send()`. Throws a
+  /// `TypeError` (`ERR_SSE_INVALID_COMMENT`) when `text` is not a string.
+  #[napi(ts_args_type = "text?: string")]
+  pub fn comment(&self, env: &Env, text: Option<Unknown>) -> Result<bool> {
+    let raw = env.raw();
+    let text = match text {
+      Some(text) if text.get_type()? == ValueType::String => Some(text.raw()),
+      Some(text) if text.get_type()? == ValueType::Undefined => None,
+      None => None,
+      Some(other) => {
+        return Err(type_error(
+          env,
+          errors::INVALID_COMMENT,
+          &format!(
+            "comment(text): text must be a string (got {})",
+            errors::type_name(other.get_type()?)
+          ),
+        ))
+      }
+    };
+    if !self.conn.is_writable(env)? {
+      return Ok(false);
+    }
+    let mut line = Vec::new();
+    if let Some(text) = text {
+      js::append_utf8(raw, text, &mut line)?;
+    }
+    self.conn.push(env, |out| {
+      frame::push_comment(out, &line);
+      Ok(())
+    })
+  }
+
+  /// Ends the response (`res.end()`) after writing what is pending. Calling
+  /// it again, or after the client has left, does nothing.
   #[napi]
   pub fn close(&self, env: &Env) -> Result<()> {
     self.conn.close(env)
   }
-}
 
-impl SSE {
-  /// Frames one event from Rust text with the next id and queues it.
-  fn push_event(&self, env: &Env, name: Option<&[u8]>, data: &[u8]) -> Result<()> {
-    let id = self.next_id.get();
-    self.conn.push(env, |out| {
-      let event = Event {
-        id: Some(id),
-        name,
-        data,
-      };
-      frame::push_event(out, &event);
-      Ok(())
-    })?;
-    self.next_id.set(id + 1);
-    Ok(())
+  /// Whether the stream has ended: `close()` was called, the client left,
+  /// the client fell behind by more than `maxBufferedBytes`, or other code
+  /// ended the response. `send()` returns `false` from then on.
+  #[napi(getter)]
+  pub fn closed(&self, env: &Env) -> Result<bool> {
+    Ok(!self.conn.is_writable(env)?)
+  }
+
+  /// Bytes accepted for this client and not yet taken by its socket: events
+  /// of the current tick plus what Node's response still holds. 0 once
+  /// closed.
+  #[napi(getter, js_name = "bufferedBytes")]
+  pub fn buffered_bytes(&self, env: &Env) -> Result<f64> {
+    Ok(self.conn.buffered_bytes(env)? as f64)
+  }
+
+  /// The id the client last saw, from the `Last-Event-ID` request header or
+  /// else a `lastEventId` query parameter, when it has the accepted form: 1
+  /// to 128 visible ASCII characters (`!` to `~`). `null` otherwise: a value
+  /// of any other form is treated as absent.
+  #[napi(getter, js_name = "lastEventId")]
+  pub fn last_event_id(&self) -> Option<String> {
+    self.last_event_id.clone()
+  }
+
+  /// Calls `callback(reason)` once when the stream ends, in the tick after
+  /// it ended: `'client'` (the client left), `'server'` (`close()`, or other
+  /// code ended the response) or `'overflow'` (the client fell more than
+  /// `maxBufferedBytes` behind and was disconnected). On a stream that has
+  /// already ended, `callback` is still called, in the next tick.
+  ///
+  /// Throws a `TypeError` (`ERR_SSE_INVALID_ARGUMENT`) when `callback` is not
+  /// a function.
+  #[napi(
+    js_name = "onClose",
+    ts_args_type = "callback: (reason: SSECloseReason) => void"
+  )]
+  pub fn on_close(&self, env: &Env, callback: Unknown) -> Result<()> {
+    let callback_type = callback.get_type()?;
+    if callback_type != ValueType::Function {
+      return Err(type_error(
+        env,
+        errors::INVALID_ARGUMENT,
+        &format!(
+          "onClose(callback): callback must be a function (got {})",
+          errors::type_name(callback_type)
+        ),
+      ));
+    }
+    // A client that just left is noticed here rather than a tick later.
+    self.conn.is_writable(env)?;
+    self.conn.on_close(env, callback.raw())
   }
 }
 
-impl ObjectFinalize for SSE {
-  fn finalize(self, env: Env) -> Result<()> {
-    self.conn.release(&env);
-    Ok(())
+/// The data of an event: a JS string (the JSON text, or text given as is)
+/// or bytes.
+enum Body<'a> {
+  Text(js::Value),
+  Bytes(&'a [u8]),
+}
+
+impl Body<'_> {
+  fn append(&self, raw: sys::napi_env, out: &mut Vec<u8>) -> Result<()> {
+    match self {
+      Body::Text(text) => js::append_utf8(raw, *text, out).map(drop),
+      Body::Bytes(bytes) => {
+        out.extend_from_slice(bytes);
+        Ok(())
+      }
+    }
   }
+}
+
+/// `event.data`, which is not `undefined`: a string or bytes, and never
+/// together with `event.eventPayload`.
+fn read_data<'a>(env: &Env, data: js::Value, payload: js::Value) -> Result<Body<'a>> {
+  let raw = env.raw();
+  if js::type_of(raw, payload)? != sys::ValueType::napi_undefined {
+    return Err(type_error(
+      env,
+      errors::INVALID_DATA,
+      "send(event): give either event.eventPayload (sent as JSON) or event.data (sent as it is), not both",
+    ));
+  }
+  let data_type = js::type_of(raw, data)?;
+  if data_type == sys::ValueType::napi_string {
+    return Ok(Body::Text(data));
+  }
+  if let Some(bytes) = js::as_bytes(raw, data)? {
+    return Ok(Body::Bytes(bytes));
+  }
+  Err(type_error(
+    env,
+    errors::INVALID_DATA,
+    &format!(
+      "send(event): event.data must be a string, Buffer or Uint8Array (got {})",
+      errors::type_name(ValueType::from(data_type))
+    ),
+  ))
+}
+
+/// `event.id`: `None` when absent, else its checked UTF-8 text.
+fn read_event_id(env: &Env, id: js::Value) -> Result<Option<Vec<u8>>> {
+  let raw = env.raw();
+  let id_type = js::type_of(raw, id)?;
+  if id_type == sys::ValueType::napi_undefined {
+    return Ok(None);
+  }
+  if id_type != sys::ValueType::napi_string {
+    return Err(type_error(
+      env,
+      errors::INVALID_EVENT_ID,
+      &format!(
+        "send(event): event.id must be a string (got {})",
+        errors::type_name(ValueType::from(id_type))
+      ),
+    ));
+  }
+  let mut text = Vec::new();
+  js::append_utf8(raw, id, &mut text)?;
+  if let Some(rule) = broken_field_rule(raw, id, &text)? {
+    return Err(type_error(
+      env,
+      errors::INVALID_EVENT_ID,
+      &format!("send(event): event.id {rule}"),
+    ));
+  }
+  Ok(Some(text))
+}
+
+/// The single-line field rule that the JS string `value`, whose UTF-8 form
+/// is `text`, breaks, if any.
+fn broken_field_rule(
+  raw: sys::napi_env,
+  value: js::Value,
+  text: &[u8],
+) -> Result<Option<validate::FieldError>> {
+  if let Err(rule) = validate::check_single_line(text) {
+    return Ok(Some(rule));
+  }
+  if validate::may_hide_lone_surrogate(text) {
+    return Ok(validate::check_utf16(&js::utf16(raw, value)?).err());
+  }
+  Ok(None)
 }
 
 fn expect_object<'env>(env: &Env, value: Unknown<'env>, what: &str) -> Result<Object<'env>> {
@@ -209,34 +414,20 @@ fn expect_object<'env>(env: &Env, value: Unknown<'env>, what: &str) -> Result<Ob
   unsafe { value.cast::<Object>() }
 }
 
-/// `req.httpVersionMajor`, or 1 when it is missing (framework wrappers).
-fn http_major_version(req: &Object) -> Result<u32> {
-  let major: Unknown = req.get_named_property("httpVersionMajor")?;
-  if major.get_type()? == ValueType::Number {
-    let major = unsafe { major.cast::<f64>() }?;
-    return Ok(if major >= 2.0 { 2 } else { 1 });
-  }
-  Ok(1)
-}
-
 /// Appends the UTF-8 text of the event name `name` to `out` and checks it
 /// against the single-line field rules; a `TypeError` when it breaks one.
 fn append_event_name(env: &Env, name: js::Value, out: &mut Vec<u8>) -> Result<()> {
   let raw = env.raw();
   let start = out.len();
   js::append_utf8(raw, name, out)?;
-  let text = &out[start..];
-  let mut checked = validate::check_single_line(text);
-  if checked.is_ok() && validate::may_hide_lone_surrogate(text) {
-    checked = validate::check_utf16(&js::utf16(raw, name)?);
-  }
-  checked.map_err(|rule| {
-    type_error(
+  match broken_field_rule(raw, name, &out[start..])? {
+    Some(rule) => Err(type_error(
       env,
       errors::INVALID_EVENT_NAME,
-      &format!("send(data): data.eventName {rule}"),
-    )
-  })
+      &format!("send(event): event.eventName {rule}"),
+    )),
+    None => Ok(()),
+  }
 }
 
 /// `JSON.stringify(payload)` as a JS string, or a `TypeError` when it throws
@@ -251,7 +442,9 @@ fn stringify_payload(env: &Env, runtime: &Runtime, payload: js::Value) -> Result
       return Err(type_error(
         env,
         errors::INVALID_PAYLOAD,
-        &format!("send(data): data.eventPayload cannot be serialised by JSON.stringify: {reason}"),
+        &format!(
+          "send(event): event.eventPayload cannot be serialised by JSON.stringify: {reason}"
+        ),
       ));
     }
   };
@@ -260,7 +453,7 @@ fn stringify_payload(env: &Env, runtime: &Runtime, payload: js::Value) -> Result
       env,
       errors::INVALID_PAYLOAD,
       &format!(
-        "send(data): data.eventPayload must be serialisable by JSON.stringify, which returned undefined (got {})",
+        "send(event): event.eventPayload must be serialisable by JSON.stringify, which returned undefined (got {})",
         errors::type_name(ValueType::from(js::type_of(raw, payload)?))
       ),
     ));

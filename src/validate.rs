@@ -91,6 +91,68 @@ pub fn check_utf16(units: &[u16]) -> Result<(), FieldError> {
   Ok(())
 }
 
+/// The longest `Last-Event-ID` accepted, in bytes. Counter ids, UUIDs and
+/// Redis stream ids (at most 41 characters) fit with room to spare.
+pub const MAX_LAST_EVENT_ID_LEN: usize = 128;
+
+/// The resume position a client sent, when it has the accepted form: 1 to
+/// [`MAX_LAST_EVENT_ID_LEN`] visible ASCII characters (`!` to `~`, so no
+/// spaces, control characters or anything outside ASCII). Anything else is
+/// `None`: treated as absent, never echoed back.
+///
+/// `value` is the header as Node decodes it (latin1) or the decoded query
+/// parameter, as UTF-8 bytes.
+pub fn last_event_id(value: &[u8]) -> Option<&str> {
+  if value.is_empty() || value.len() > MAX_LAST_EVENT_ID_LEN {
+    return None;
+  }
+  if !value.iter().all(|byte| (0x21..=0x7E).contains(byte)) {
+    return None;
+  }
+  std::str::from_utf8(value).ok()
+}
+
+/// The `lastEventId` query parameter of a request target such as
+/// `/events?topic=a&lastEventId=42`, percent-decoded and checked with
+/// [`last_event_id`] (`+` decodes to a space, as in form encoding, so it is
+/// refused). The first `lastEventId` parameter counts; a malformed escape or
+/// a value of the wrong form gives `None`.
+pub fn query_last_event_id(target: &[u8]) -> Option<String> {
+  let query_start = memchr::memchr(b'?', target)? + 1;
+  let query = &target[query_start..];
+  let query = match memchr::memchr(b'#', query) {
+    Some(end) => &query[..end],
+    None => query,
+  };
+  let value = query
+    .split(|&byte| byte == b'&')
+    .find_map(|pair| pair.strip_prefix(b"lastEventId="))?;
+  // Each accepted character takes at most three bytes escaped.
+  if value.len() > 3 * MAX_LAST_EVENT_ID_LEN {
+    return None;
+  }
+  let decoded = percent_decode(value)?;
+  last_event_id(&decoded).map(str::to_owned)
+}
+
+fn percent_decode(text: &[u8]) -> Option<Vec<u8>> {
+  let mut out = Vec::with_capacity(text.len());
+  let mut i = 0;
+  while i < text.len() {
+    if text[i] == b'%' {
+      let hex = text.get(i + 1..i + 3)?;
+      let hex = std::str::from_utf8(hex).ok()?;
+      out.push(u8::from_str_radix(hex, 16).ok()?);
+      i += 3;
+    } else {
+      // Form encoding (what `URLSearchParams` writes) turns spaces into `+`.
+      out.push(if text[i] == b'+' { b' ' } else { text[i] });
+      i += 1;
+    }
+  }
+  Some(out)
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -144,5 +206,55 @@ mod tests {
     );
     assert_eq!(check_utf16(&[0xFFFD]), Ok(()));
     assert_eq!(check_utf16(&[]), Ok(()));
+  }
+
+  #[test]
+  fn last_event_id_accepts_the_documented_form() {
+    for id in [
+      "0",
+      "42",
+      "1526919030474-55",
+      "abc_DEF.~!",
+      &"9".repeat(128),
+    ] {
+      assert_eq!(last_event_id(id.as_bytes()), Some(id), "{id:?}");
+    }
+  }
+
+  #[test]
+  fn last_event_id_rejects_everything_else() {
+    let too_long = "1".repeat(129);
+    for id in [
+      "",
+      " ",
+      "4 2",
+      "42\r\ndata: x",
+      "a\0b",
+      "\t1",
+      "é",
+      "\u{7f}",
+      too_long.as_str(),
+    ] {
+      assert_eq!(last_event_id(id.as_bytes()), None, "{id:?}");
+    }
+    assert_eq!(last_event_id(&[0xE9]), None);
+  }
+
+  #[test]
+  fn query_parameter() {
+    let q = |target: &str| query_last_event_id(target.as_bytes());
+    assert_eq!(q("/events?lastEventId=42").as_deref(), Some("42"));
+    assert_eq!(q("/e?topic=a&lastEventId=7-1&x=y").as_deref(), Some("7-1"));
+    assert_eq!(q("/e?lastEventId=a%2Db#frag").as_deref(), Some("a-b"));
+    assert_eq!(q("/e?lastEventId=1&lastEventId=2").as_deref(), Some("1"));
+    assert_eq!(q("/events"), None);
+    assert_eq!(q("/e?xlastEventId=1"), None);
+    assert_eq!(q("/e?lastEventId="), None);
+    assert_eq!(q("/e?lastEventId=%0D%0Adata"), None);
+    assert_eq!(q("/e?lastEventId=%ZZ"), None);
+    assert_eq!(q("/e?lastEventId=%4"), None);
+    assert_eq!(q("/e?lastEventId=a+b"), None);
+    assert_eq!(q("/e?lastEventId=%C3%A9"), None);
+    assert_eq!(q(&format!("/e?lastEventId={}", "%41".repeat(200))), None);
   }
 }

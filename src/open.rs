@@ -1,0 +1,250 @@
+//! Opening a stream: reading the constructor's options out of JavaScript,
+//! building the response headers, and reading the client's resume position
+//! from the request. The rules themselves live in `options` and `validate`.
+
+use napi::bindgen_prelude::*;
+use napi::{Env, JsString, ValueType};
+
+use crate::errors::{self, type_error};
+use crate::js;
+use crate::options::{self, Options};
+use crate::validate;
+
+/// The options as given: the checked values, and the user's headers, which
+/// stay JavaScript values until they are merged.
+pub struct GivenOptions<'env> {
+  pub options: Options,
+  pub headers: Option<Object<'env>>,
+}
+
+/// Reads and checks every option before anything is written, so a bad one
+/// throws with the response untouched.
+pub fn read_options<'env>(env: &Env, value: Option<Unknown<'env>>) -> Result<GivenOptions<'env>> {
+  let mut given = GivenOptions {
+    options: Options::default(),
+    headers: None,
+  };
+  let Some(value) = value else {
+    return Ok(given);
+  };
+  match value.get_type()? {
+    ValueType::Undefined | ValueType::Null => return Ok(given),
+    ValueType::Object => {}
+    other => {
+      return Err(option_error(
+        env,
+        "options",
+        &format!("must be an object (got {})", errors::type_name(other)),
+      ))
+    }
+  }
+  let object = unsafe { value.cast::<Object>() }?;
+  let options = &mut given.options;
+
+  if let Some(ms) = number_option(env, &object, "keepAlive")? {
+    options.keep_alive_ms = checked(
+      env,
+      "keepAlive",
+      options::integer_in(ms, 0, options::MAX_TIMER_MS),
+    )?;
+  }
+  if let Some(ms) = number_option(env, &object, "retry")? {
+    let ms = options::integer_in(ms, 0, options::MAX_SAFE_INTEGER);
+    options.retry_ms = Some(checked(env, "retry", ms)?);
+  }
+  if let Some(bytes) = number_option(env, &object, "maxBufferedBytes")? {
+    let bytes = options::max_buffered_bytes(bytes);
+    options.max_buffered_bytes = checked(env, "maxBufferedBytes", bytes)?;
+  }
+  let welcome: Unknown = object.get_named_property("welcome")?;
+  match welcome.get_type()? {
+    ValueType::Undefined => {}
+    ValueType::Boolean => options.welcome = unsafe { welcome.cast::<bool>() }?,
+    other => {
+      return Err(option_error(
+        env,
+        "welcome",
+        &format!("must be a boolean (got {})", errors::type_name(other)),
+      ))
+    }
+  }
+  let headers: Unknown = object.get_named_property("headers")?;
+  match headers.get_type()? {
+    ValueType::Undefined => {}
+    ValueType::Object if !headers.is_array()? => {
+      let headers = unsafe { headers.cast::<Object>() }?;
+      check_header_values(env, &headers)?;
+      given.headers = Some(headers);
+    }
+    other => {
+      let got = if other == ValueType::Object {
+        "array"
+      } else {
+        errors::type_name(other)
+      };
+      return Err(option_error(
+        env,
+        "headers",
+        &format!("must be an object of header names and values (got {got})"),
+      ));
+    }
+  }
+  Ok(given)
+}
+
+/// `object[name]` when it is a number, `None` when it is `undefined`, a
+/// `TypeError` otherwise.
+fn number_option(env: &Env, object: &Object, name: &str) -> Result<Option<f64>> {
+  let value: Unknown = object.get_named_property(name)?;
+  match value.get_type()? {
+    ValueType::Undefined => Ok(None),
+    ValueType::Number => Ok(Some(unsafe { value.cast::<f64>() }?)),
+    other => Err(option_error(
+      env,
+      name,
+      &format!("must be a number (got {})", errors::type_name(other)),
+    )),
+  }
+}
+
+fn checked(env: &Env, name: &str, value: std::result::Result<u64, String>) -> Result<u64> {
+  value.map_err(|rule| option_error(env, name, &rule))
+}
+
+fn option_error(env: &Env, name: &str, rule: &str) -> Error {
+  let what = if name == "options" {
+    "options".to_owned()
+  } else {
+    format!("options.{name}")
+  };
+  type_error(
+    env,
+    errors::INVALID_OPTION,
+    &format!("new SSE(req, res, options): {what} {rule}"),
+  )
+}
+
+/// The user's header names (own, enumerable, string keys).
+fn header_names(headers: &Object) -> Result<Vec<String>> {
+  let raw = headers.value().env;
+  let names = js::own_enumerable_keys(raw, headers.raw())?;
+  let names = Object::from_raw(raw, names);
+  let count = names.get_array_length()?;
+  (0..count).map(|i| names.get_element::<String>(i)).collect()
+}
+
+/// Header values are strings, numbers or arrays of strings, as `writeHead`
+/// takes them; Node checks the characters itself when it writes them.
+fn check_header_values(env: &Env, headers: &Object) -> Result<()> {
+  for name in header_names(headers)? {
+    let value: Unknown = headers.get_named_property(&name)?;
+    let ok = match value.get_type()? {
+      ValueType::String | ValueType::Number => true,
+      ValueType::Object if value.is_array()? => {
+        let array = unsafe { value.cast::<Object>() }?;
+        let len = array.get_array_length()?;
+        (0..len).all(|i| {
+          array
+            .get_element::<Unknown>(i)
+            .and_then(|item| item.get_type())
+            .is_ok_and(|t| t == ValueType::String)
+        })
+      }
+      _ => false,
+    };
+    if !ok {
+      return Err(option_error(
+        env,
+        &format!("headers[{name:?}]"),
+        "must be a string, a number or an array of strings",
+      ));
+    }
+  }
+  Ok(())
+}
+
+/// The default headers, then the user's over them (a user header replaces a
+/// default of the same name in any letter case). On HTTP/2 the
+/// connection-specific headers are left out, the user's too.
+pub fn response_headers<'env>(
+  env: &'env Env,
+  user: Option<&Object<'env>>,
+  http2: bool,
+) -> Result<Object<'env>> {
+  let user_names = match user {
+    Some(user) => header_names(user)?,
+    None => Vec::new(),
+  };
+  let mut defaults = vec![
+    ("Content-Type", "text/event-stream"),
+    ("Cache-Control", "no-cache, no-transform"),
+    // nginx buffers proxied responses unless told not to.
+    ("X-Accel-Buffering", "no"),
+  ];
+  if !http2 {
+    defaults.push(("Connection", "keep-alive"));
+  }
+  let mut headers = Object::new(env)?;
+  for (name, value) in defaults {
+    if !user_names
+      .iter()
+      .any(|user| user.eq_ignore_ascii_case(name))
+    {
+      headers.set_named_property(name, value)?;
+    }
+  }
+  if let Some(user) = user {
+    for name in &user_names {
+      if http2 && options::is_connection_specific(name) {
+        continue;
+      }
+      let value: Unknown = user.get_named_property(name)?;
+      headers.set_named_property(name, value)?;
+    }
+  }
+  Ok(headers)
+}
+
+/// `req.httpVersionMajor`, or 1 when it is missing (framework wrappers).
+pub fn http_major_version(req: &Object) -> Result<u32> {
+  let major: Unknown = req.get_named_property("httpVersionMajor")?;
+  if major.get_type()? == ValueType::Number {
+    let major = unsafe { major.cast::<f64>() }?;
+    return Ok(if major >= 2.0 { 2 } else { 1 });
+  }
+  Ok(1)
+}
+
+/// The client's resume position: the `Last-Event-ID` header when it has the
+/// accepted form, else the `lastEventId` query parameter when that has it.
+/// Values are measured before they are copied, so a huge header costs
+/// nothing.
+pub fn last_event_id(req: &Object) -> Result<Option<String>> {
+  let headers: Unknown = req.get_named_property("headers")?;
+  if headers.get_type()? == ValueType::Object {
+    let headers = unsafe { headers.cast::<Object>() }?;
+    if let Some(value) = short_string(&headers, "last-event-id", validate::MAX_LAST_EVENT_ID_LEN)? {
+      if let Some(id) = validate::last_event_id(value.as_bytes()) {
+        return Ok(Some(id.to_owned()));
+      }
+    }
+  }
+  // Request targets are bounded by Node's header size limit (16 KiB).
+  let Some(url) = short_string(req, "url", 64 * 1024)? else {
+    return Ok(None);
+  };
+  Ok(validate::query_last_event_id(url.as_bytes()))
+}
+
+/// `object[name]` when it is a string of at most `max` UTF-16 units.
+fn short_string(object: &Object, name: &str, max: usize) -> Result<Option<String>> {
+  let value: Unknown = object.get_named_property(name)?;
+  if value.get_type()? != ValueType::String {
+    return Ok(None);
+  }
+  let text = unsafe { value.cast::<JsString>() }?;
+  if text.utf16_len()? > max {
+    return Ok(None);
+  }
+  Ok(Some(text.into_utf8()?.into_owned()?))
+}

@@ -1,0 +1,146 @@
+//! The rules for the third constructor argument, `new SSE(req, res, options)`:
+//! defaults and the checks on each value. Napi-free, so `cargo test` covers
+//! them; `sse.rs` reads the values out of JavaScript.
+
+/// Heartbeat period when `keepAlive` is not given: under the 60 s read
+/// timeout of common proxies (nginx `proxy_read_timeout`), with room for a
+/// lost beat.
+pub const DEFAULT_KEEP_ALIVE_MS: u64 = 15_000;
+
+/// Slow-client cap when `maxBufferedBytes` is not given: 4 MiB queued for
+/// one client (in this library and in `res`) closes its connection. A burst
+/// of a few thousand ordinary events fits; a client that stopped reading
+/// costs at most this much.
+pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The longest delay timers take (`setInterval` clamps anything above
+/// 2^31 - 1 ms to 1 ms).
+pub const MAX_TIMER_MS: u64 = 2_147_483_647;
+
+/// The largest integer a JavaScript number holds exactly.
+pub const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
+
+/// The checked options, with defaults filled in. `headers` stay in
+/// JavaScript and are merged there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+  /// Heartbeat period in milliseconds; 0 means no heartbeat.
+  pub keep_alive_ms: u64,
+  /// The `retry:` value sent before the welcome event, if any.
+  pub retry_ms: Option<u64>,
+  /// Whether the welcome event is sent.
+  pub welcome: bool,
+  /// Bytes queued for one client past which its connection is closed.
+  pub max_buffered_bytes: u64,
+}
+
+impl Default for Options {
+  fn default() -> Self {
+    Options {
+      keep_alive_ms: DEFAULT_KEEP_ALIVE_MS,
+      retry_ms: None,
+      welcome: true,
+      max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+    }
+  }
+}
+
+/// `value` as an integer in `min..=max`, or a description of the rule it
+/// breaks (for the `TypeError` message).
+pub fn integer_in(value: f64, min: u64, max: u64) -> Result<u64, String> {
+  if !value.is_finite() || value.fract() != 0.0 {
+    return Err(format!("must be an integer from {min} to {max}"));
+  }
+  if value < min as f64 || value > max as f64 {
+    return Err(format!("must be an integer from {min} to {max}"));
+  }
+  Ok(value as u64)
+}
+
+/// `maxBufferedBytes`: a positive integer, or `Infinity` for no cap.
+pub fn max_buffered_bytes(value: f64) -> Result<u64, String> {
+  if value == f64::INFINITY {
+    return Ok(u64::MAX);
+  }
+  integer_in(value, 1, MAX_SAFE_INTEGER)
+    .map_err(|_| format!("must be a positive integer or Infinity (at most {MAX_SAFE_INTEGER})"))
+}
+
+/// Headers that belong to one HTTP/1 connection. HTTP/2 forbids them
+/// (RFC 9113, 8.2.2): Node warns about `Connection` and throws on the rest,
+/// so they are left out of HTTP/2 responses.
+pub fn is_connection_specific(name: &str) -> bool {
+  [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+  ]
+  .iter()
+  .any(|forbidden| forbidden.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn integers_in_range_pass() {
+    assert_eq!(integer_in(0.0, 0, 10), Ok(0));
+    assert_eq!(integer_in(10.0, 0, 10), Ok(10));
+    assert_eq!(
+      integer_in(2_147_483_647.0, 0, MAX_TIMER_MS),
+      Ok(MAX_TIMER_MS)
+    );
+  }
+
+  #[test]
+  fn everything_else_is_refused() {
+    for value in [
+      -1.0,
+      1.5,
+      11.0,
+      f64::NAN,
+      f64::INFINITY,
+      f64::NEG_INFINITY,
+      -0.5,
+    ] {
+      assert!(integer_in(value, 0, 10).is_err(), "{value}");
+    }
+  }
+
+  #[test]
+  fn buffer_cap() {
+    assert_eq!(max_buffered_bytes(1.0), Ok(1));
+    assert_eq!(max_buffered_bytes(f64::INFINITY), Ok(u64::MAX));
+    for value in [0.0, -1.0, 0.5, f64::NAN, 1e300] {
+      assert!(max_buffered_bytes(value).is_err(), "{value}");
+    }
+  }
+
+  #[test]
+  fn connection_specific_headers() {
+    for name in [
+      "Connection",
+      "keep-alive",
+      "Transfer-Encoding",
+      "UPGRADE",
+      "proxy-connection",
+    ] {
+      assert!(is_connection_specific(name), "{name}");
+    }
+    for name in ["Cache-Control", "X-Accel-Buffering", "content-type"] {
+      assert!(!is_connection_specific(name), "{name}");
+    }
+  }
+
+  #[test]
+  fn defaults() {
+    let options = Options::default();
+    assert_eq!(options.keep_alive_ms, 15_000);
+    assert_eq!(options.max_buffered_bytes, 4 * 1024 * 1024);
+    assert!(options.welcome);
+    assert_eq!(options.retry_ms, None);
+  }
+}
