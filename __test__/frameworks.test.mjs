@@ -225,6 +225,26 @@ for (const [name, start] of Object.entries(FRAMEWORKS)) {
   })
 }
 
+/** Makes `res` replace the Cache-Control header it is given, the way an app might. */
+function overrideCacheControl(res) {
+  const writeHead = res.writeHead
+  res.writeHead = function (status, headers) {
+    return writeHead.call(this, status, { ...headers, 'Cache-Control': 'no-cache' })
+  }
+}
+
+/**
+ * Sends pings 1..count, each only once the client has the previous one in
+ * full; a stream held back anywhere on the way stalls at the first.
+ */
+async function pingPong(client, send, expected, count = 5) {
+  for (let n = 1; n <= count; n++) {
+    assert.equal(send({ eventName: 'ping', eventPayload: { n } }), true)
+    expected += s42Frame(n, 'ping', { n })
+    await client.waitForBody((_, parsed) => bodyText(parsed) === expected, { timeoutMs: 1000, what: `ping ${n}` })
+  }
+}
+
 /** The text of a response body, gunzipped as far as it has arrived when it is gzip. */
 function bodyText(parsed) {
   if (parsed.headers['content-encoding'] !== 'gzip') return parsed.body.toString()
@@ -260,15 +280,24 @@ describe('express with the compression middleware', () => {
       else sse.close()
       res.json({ ok: true })
     })
-    // A route whose Cache-Control loses `no-transform` on the way out, like
-    // an app that rewrites the header; compression then gzips the stream.
+    // Routes whose Cache-Control loses `no-transform` on the way out;
+    // compression then compresses the stream.
     app.get('/events-overridden', (req, res) => {
-      const writeHead = res.writeHead
-      res.writeHead = function (status, headers) {
-        return writeHead.call(this, status, { ...headers, 'Cache-Control': 'no-cache' })
-      }
+      overrideCacheControl(res)
       const sse = new SSE(req, res)
       streams.add(sse, req, res)
+    })
+    // ... with the README's workaround: res.flush() queued after each write.
+    app.get('/events-overridden-flushed', (req, res) => {
+      overrideCacheControl(res)
+      const sse = new SSE(req, res)
+      queueMicrotask(() => res.flush()) // the welcome event
+      function send(event) {
+        const accepted = sse.send(event)
+        queueMicrotask(() => res.flush())
+        return accepted
+      }
+      streams.add({ send, getUUID: () => sse.getUUID() }, req, res)
     })
     srv = { ...(await startServer(app)), streams }
   })
@@ -289,17 +318,12 @@ describe('express with the compression middleware', () => {
     const { client, stream } = await connect(srv, () => rawGet(srv.port, '/events', ENCODINGS))
     t.after(() => client.close())
     const { sse } = stream
-    let expected = s42Frame(0, 'welcome', { uuid: sse.getUUID() })
+    const expected = s42Frame(0, 'welcome', { uuid: sse.getUUID() })
     const opened = await client.waitForBody((body) => body === expected, { timeoutMs: 2000, what: 'the welcome' })
     assert.equal(opened.headers['content-encoding'], undefined)
     assert.equal(opened.headers['content-type'], 'text/event-stream')
     assert.match(opened.headers['cache-control'], /\bno-transform\b/)
-    // Each event is sent only after the client holds the previous one.
-    for (let n = 1; n <= 5; n++) {
-      assert.equal(sse.send({ eventName: 'ping', eventPayload: { n } }), true)
-      expected += s42Frame(n, 'ping', { n })
-      await client.waitForBody((body) => body === expected, { timeoutMs: 1000, what: `ping ${n}` })
-    }
+    await pingPong(client, (event) => sse.send(event), expected)
     sse.close()
     await client.waitForBody((_, parsed) => parsed.complete, { timeoutMs: 2000, what: 'the end of the stream' })
   })
@@ -360,5 +384,34 @@ describe('express with the compression middleware', () => {
     queueMicrotask(() => res.flush())
     const expected = welcome + s42Frame(1, EVENTS[0].eventName, EVENTS[0].eventPayload) + s42Frame(2, EVENTS[1].eventName, EVENTS[1].eventPayload)
     await client.waitForBody((_, parsed) => bodyText(parsed) === expected, { timeoutMs: 2000, what: 'the events after res.flush()' })
+  })
+  test('without no-transform, res.flush() queued after each send() (the README helper) delivers every event', async (t) => {
+    const { client, stream } = await connect(srv, () => rawGet(srv.port, '/events-overridden-flushed', { 'Accept-Encoding': 'gzip' }))
+    t.after(() => client.close())
+    const welcome = s42Frame(0, 'welcome', { uuid: stream.sse.getUUID() })
+    const opened = await client.waitForBody((_, parsed) => bodyText(parsed) === welcome, { timeoutMs: 1000, what: 'the welcome' })
+    assert.equal(opened.headers['content-encoding'], 'gzip')
+    await pingPong(client, stream.sse.send, welcome)
+  })
+
+  test('without no-transform, a compression filter that skips the route keeps the stream uncompressed', async (t) => {
+    const app = express()
+    app.use(compression({ filter: (req, res) => req.path !== '/events' && compression.filter(req, res) }))
+    const filtered = { streams: streamList() }
+    app.get('/events', (req, res) => {
+      overrideCacheControl(res)
+      const sse = new SSE(req, res)
+      filtered.streams.add(sse, req, res)
+    })
+    Object.assign(filtered, await startServer(app))
+    t.after(() => filtered.close())
+    const { client, stream } = await connect(filtered, () => rawGet(filtered.port, '/events', ENCODINGS))
+    t.after(() => client.close())
+    const { sse } = stream
+    const welcome = s42Frame(0, 'welcome', { uuid: sse.getUUID() })
+    const opened = await client.waitForBody((body) => body === welcome, { timeoutMs: 1000, what: 'the welcome' })
+    assert.equal(opened.headers['cache-control'], 'no-cache')
+    assert.equal(opened.headers['content-encoding'], undefined)
+    await pingPong(client, (event) => sse.send(event), welcome)
   })
 })
