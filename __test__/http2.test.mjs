@@ -219,6 +219,64 @@ for (const secure of [false, true]) {
   })
 }
 
+test('h2c: a client that stops reading one stream is cut off with reason overflow; the session lives on', async (t) => {
+  const cap = 256 * 1024
+  const srv = await startH2(false, { maxBufferedBytes: cap, keepAlive: 0 })
+  const client = connectH2(srv.origin, false)
+  t.after(async () => {
+    client.close()
+    await srv.close()
+  })
+
+  const opened = srv.opened()
+  const stalled = client.get()
+  stalled.stream.pause() // HTTP/2 flow control then stops the server's writes
+  const { sse, closeReasons } = await opened
+  const payload = { pad: 'x'.repeat(16 * 1024) }
+  const plan = 32 * 1024 * 1024
+  let attempted = 0
+  let maxBuffered = 0
+  let accepted = 0
+  let refusedAt = null
+  while (attempted < plan) {
+    for (let k = 0; k < 8 && attempted < plan; k++) {
+      attempted += payload.pad.length
+      if (sse.send({ eventName: 'fill', eventPayload: payload })) {
+        assert.equal(refusedAt, null, 'nothing is accepted after the cut-off')
+        accepted += payload.pad.length
+      } else {
+        refusedAt ??= attempted
+      }
+      maxBuffered = Math.max(maxBuffered, sse.bufferedBytes)
+    }
+    if (refusedAt !== null) break
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  assert.notEqual(refusedAt, null, `never cut off (accepted ${accepted} bytes)`)
+  assert.ok(maxBuffered <= cap + 17 * 1024, `bufferedBytes peaked at ${maxBuffered}`)
+  assert.ok(accepted < plan / 8, `accepted ${accepted} bytes`)
+  await waitFor(() => closeReasons.length > 0, { what: 'onClose' })
+  assert.deepEqual(closeReasons, ['overflow'])
+  assert.equal(sse.closed, true)
+  assert.equal(sse.send({ eventName: 'late', eventPayload: 1 }), false)
+  stalled.stream.resume() // the client catches up and sees the reset
+  await waitFor(() => stalled.state.closed, { what: 'the stalled stream closed at the client' })
+  // The response is destroyed (Node resets the stream with code NO_ERROR,
+  // which the client reads as an end): the client gets only what flow
+  // control let through before the cut, not the queued events.
+  assert.ok(stalled.bytes().length < accepted, 'the queued events were dropped')
+
+  // Only that stream was cut off: the same session opens another one.
+  const next = srv.opened()
+  const res = client.get()
+  const { sse: sse2 } = await next
+  await waitFor(() => res.body().endsWith('\n\n'), { what: 'welcome on a new stream' })
+  assert.equal(res.body(), s42Frame(0, 'welcome', { uuid: sse2.getUUID() }))
+  assert.equal(client.session.destroyed, false)
+  await settle()
+  assertNoWarnings()
+})
+
 test('createSecureServer with allowHTTP1: an HTTP/1.1 client gets the stream, with Connection: keep-alive', async (t) => {
   const srv = await startH2(true, { headers: { 'X-Stream': 'yes' } })
   const requests = []
