@@ -1,6 +1,12 @@
 // Type-level checks of the public API (run by `npm run typecheck`).
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import { SSE, type TypeSSEventToSend } from 'native-sse'
+import {
+  createSecureServer,
+  createServer as createHttp2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+} from 'node:http2'
+import { SSE, type SSECloseReason, type TypeSSEventToSend } from 'native-sse'
 
 const event: TypeSSEventToSend = { eventName: 'update', eventPayload: { message: 'New update available!' } }
 
@@ -21,4 +27,17 @@ createServer((req: IncomingMessage, res: ServerResponse) => {
   // @ts-expect-error getUUID returns a string
   const wrong: number = sse.getUUID()
   void wrong
+})
+
+// HTTP/2 (Node's compatibility API), cleartext and TLS with HTTP/1.1 fallback.
+createHttp2Server((req: Http2ServerRequest, res: Http2ServerResponse) => {
+  const sse = new SSE(req, res, { keepAlive: 10_000, headers: { 'X-Stream': 'h2' } })
+  sse.onClose((reason: SSECloseReason) => void reason)
+  const accepted: boolean = sse.send(event)
+  void accepted
+  // @ts-expect-error an HTTP/2 stream is not a response object
+  new SSE(req, res.stream)
+})
+createSecureServer({ allowHTTP1: true }, (req, res) => {
+  new SSE(req, res).close()
 })
