@@ -66,9 +66,10 @@ pub fn max_buffered_bytes(value: f64) -> Result<u64, String> {
     .map_err(|_| format!("must be a positive integer or Infinity (at most {MAX_SAFE_INTEGER})"))
 }
 
-/// Headers that belong to one HTTP/1 connection. HTTP/2 forbids them
-/// (RFC 9113, 8.2.2): Node warns about `Connection` and throws on the rest,
-/// so they are left out of HTTP/2 responses.
+/// Headers that belong to one HTTP/1 connection, and `HTTP2-Settings`.
+/// HTTP/2 forbids them (RFC 9113, 8.2.2): Node warns about `Connection` and
+/// throws on the rest, so they are left out of HTTP/2 responses. (`TE` is a
+/// request header; in a response it means nothing on either version.)
 pub fn is_connection_specific(name: &str) -> bool {
   [
     "connection",
@@ -76,6 +77,8 @@ pub fn is_connection_specific(name: &str) -> bool {
     "proxy-connection",
     "transfer-encoding",
     "upgrade",
+    "te",
+    "http2-settings",
   ]
   .iter()
   .any(|forbidden| forbidden.eq_ignore_ascii_case(name))
@@ -127,10 +130,12 @@ mod tests {
       "Transfer-Encoding",
       "UPGRADE",
       "proxy-connection",
+      "TE",
+      "HTTP2-Settings",
     ] {
       assert!(is_connection_specific(name), "{name}");
     }
-    for name in ["Cache-Control", "X-Accel-Buffering", "content-type"] {
+    for name in ["Cache-Control", "X-Accel-Buffering", "content-type", "tea"] {
       assert!(!is_connection_specific(name), "{name}");
     }
   }

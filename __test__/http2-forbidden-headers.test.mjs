@@ -1,13 +1,8 @@
-// PENDING, FAILS on purpose: a library gap found while testing HTTP/2, kept
-// out of `npm run test:node` (the file name does not match *.test.mjs).
-// Run it with: node --test __test__/pending/http2-te-header.pending.mjs
-//
-// On HTTP/2 the library leaves out Connection, Keep-Alive, Proxy-Connection,
-// Transfer-Encoding and Upgrade from options.headers, but not the other
-// headers Node refuses on HTTP/2: TE (any value but "trailers") and
-// HTTP2-Settings. With those, writeHead throws and so does the constructor,
-// with Node's ERR_HTTP2_INVALID_CONNECTION_HEADERS, while the same options
-// work on HTTP/1.1.
+// HTTP/2 forbids more than the classic hop-by-hop headers: Node also refuses
+// TE (any value but "trailers") and HTTP2-Settings in a response. They are
+// dropped from options.headers like Connection, instead of making the
+// constructor throw Node's ERR_HTTP2_INVALID_CONNECTION_HEADERS on HTTP/2
+// while the same options work on HTTP/1.1.
 import assert from 'node:assert/strict'
 import http2 from 'node:http2'
 import { test } from 'node:test'
