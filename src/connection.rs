@@ -102,7 +102,7 @@ impl Connection {
     call_method(res, "on", FnArgs::from(("close", on_close)))?;
 
     // The client may have left before the stream was set up.
-    if let Some(reason) = gone_reason(res)? {
+    if let Some(reason) = gone_reason(&conn.runtime, res)? {
       conn.finish(env, reason)?;
     }
     Ok(conn)
@@ -198,7 +198,7 @@ impl Connection {
     }
     // `false` is either backpressure (the chunk is queued) or a stream that
     // is already destroyed or ended (the chunk is dropped).
-    if let Some(reason) = gone_reason(&res)? {
+    if let Some(reason) = gone_reason(&self.runtime, &res)? {
       return self.finish(env, reason);
     }
     let queued = writable_length(&res)?;
@@ -328,7 +328,7 @@ impl Connection {
       return Ok(true);
     }
     match self.response(env)? {
-      Some(res) => match gone_reason(&res)? {
+      Some(res) => match gone_reason(&self.runtime, &res)? {
         Some(reason) => {
           self.finish(env, reason)?;
           Ok(false)
@@ -354,9 +354,18 @@ impl Connection {
 /// or by other code), destroyed (client left), or its socket or HTTP/2
 /// stream destroyed (the response itself only learns that a tick later,
 /// with `'close'`).
-fn gone_reason(res: &Object) -> Result<Option<CloseReason>> {
+fn gone_reason(runtime: &Runtime, res: &Object) -> Result<Option<CloseReason>> {
   let raw = res.value().env;
   let res = res.raw();
+  if let Some(gone) = runtime.gone {
+    let gone = js::deref(raw, gone)?;
+    let code = js::call(raw, js::undefined(raw)?, gone, &[res])?;
+    return Ok(match js::as_u32(raw, code)? {
+      Some(1) => Some(CloseReason::Server),
+      Some(2) => Some(CloseReason::Client),
+      _ => None,
+    });
+  }
   if flag(raw, res, c"writableEnded")? {
     return Ok(Some(CloseReason::Server));
   }

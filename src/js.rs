@@ -29,6 +29,54 @@ pub fn get(env: sys::napi_env, object: Value, name: &CStr) -> Result<Value> {
   Ok(result)
 }
 
+/// Runs `source`, a function expression, and returns the function when it
+/// is one.
+pub fn compile_function(env: sys::napi_env, source: &str) -> Result<Value> {
+  let script = string(env, source)?;
+  let mut result = ptr::null_mut();
+  check_status!(unsafe { sys::napi_run_script(env, script, &mut result) })?;
+  if type_of(env, result)? != sys::ValueType::napi_function {
+    return Err(Error::new(Status::FunctionExpected, "not a function"));
+  }
+  Ok(result)
+}
+
+/// `Some(value)` when `value` is a number that fits a `u32`, read as one.
+pub fn as_u32(env: sys::napi_env, value: Value) -> Result<Option<u32>> {
+  if type_of(env, value)? != sys::ValueType::napi_number {
+    return Ok(None);
+  }
+  let mut result = 0;
+  check_status!(unsafe { sys::napi_get_value_uint32(env, value, &mut result) })?;
+  Ok(Some(result))
+}
+
+/// A promise resolved with `undefined`.
+pub fn resolved_promise(env: sys::napi_env) -> Result<Value> {
+  let mut deferred = ptr::null_mut();
+  let mut promise = ptr::null_mut();
+  check_status!(unsafe { sys::napi_create_promise(env, &mut deferred, &mut promise) })?;
+  check_status!(unsafe { sys::napi_resolve_deferred(env, deferred, undefined(env)?) })?;
+  Ok(promise)
+}
+
+/// Reports `err` as an uncaught exception (`'uncaughtException'`): the
+/// pending JS exception when there is one, otherwise an `Error` with its
+/// message.
+pub fn throw_uncaught(env: sys::napi_env, err: Error) {
+  let mut pending = false;
+  unsafe { sys::napi_is_exception_pending(env, &mut pending) };
+  let mut error = ptr::null_mut();
+  if pending {
+    unsafe { sys::napi_get_and_clear_last_exception(env, &mut error) };
+  } else if let Ok(message) = string(env, &err.reason) {
+    unsafe { sys::napi_create_error(env, ptr::null_mut(), message, &mut error) };
+  }
+  if !error.is_null() {
+    unsafe { sys::napi_fatal_exception(env, error) };
+  }
+}
+
 /// The value a reference points to.
 pub fn deref(env: sys::napi_env, reference: sys::napi_ref) -> Result<Value> {
   let mut result = ptr::null_mut();
