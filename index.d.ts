@@ -121,8 +121,9 @@ export declare class SSE {
    * blank line. Clients ignore comments; proxies and load balancers see
    * traffic. `comment()` with no text sends the bare heartbeat `:`.
    *
-   * Returns `false` when the stream is closed, like `send()`. Throws a
-   * `TypeError` (`ERR_SSE_INVALID_COMMENT`) when `text` is not a string.
+   * Returns `false` when the stream is closed, like `send()`, before
+   * looking at `text`. Throws a `TypeError` (`ERR_SSE_INVALID_COMMENT`)
+   * when `text` is given and is not a string.
    */
   comment(text?: string): boolean
   /**

@@ -174,5 +174,6 @@ test('comment() and send() with data return false on a closed stream, without th
   assert.equal(sse.comment('late'), false)
   assert.equal(sse.send({ eventName: 'x', data: 'late' }), false)
   assert.equal(sse.send({ eventName: 'x', data: 42 }), false)
+  assert.equal(sse.comment(42), false)
   client.close()
 })

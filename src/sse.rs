@@ -212,10 +212,16 @@ impl SSE {
   /// blank line. Clients ignore comments; proxies and load balancers see
   /// traffic. `comment()` with no text sends the bare heartbeat `:`.
   ///
-  /// Returns `false` when the stream is closed, like `send()`. Throws a
-  /// `TypeError` (`ERR_SSE_INVALID_COMMENT`) when `text` is not a string.
+  /// Returns `false` when the stream is closed, like `send()`, before
+  /// looking at `text`. Throws a `TypeError` (`ERR_SSE_INVALID_COMMENT`)
+  /// when `text` is given and is not a string.
   #[napi(ts_args_type = "text?: string")]
   pub fn comment(&self, env: &Env, text: Option<Unknown>) -> Result<bool> {
+    // Like `send()`: a closed stream answers `false` before the argument is
+    // looked at.
+    if !self.conn.is_writable(env)? {
+      return Ok(false);
+    }
     let raw = env.raw();
     let text = match text {
       Some(text) if text.get_type()? == ValueType::String => Some(text.raw()),
@@ -232,9 +238,6 @@ impl SSE {
         ))
       }
     };
-    if !self.conn.is_writable(env)? {
-      return Ok(false);
-    }
     let mut line = Vec::new();
     if let Some(text) = text {
       js::append_utf8(raw, text, &mut line)?;
