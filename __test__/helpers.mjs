@@ -5,9 +5,13 @@ import net from 'node:net'
 
 export const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
-/** Starts an HTTP server on 127.0.0.1 with an OS-chosen port. */
-export async function startServer(handler) {
-  const server = http.createServer(handler)
+/**
+ * Starts a server on 127.0.0.1 with an OS-chosen port: an HTTP/1.1 server,
+ * or whatever `create(handler)` makes (an HTTP/2 server, for instance).
+ * `close()` destroys the open connections first.
+ */
+export async function startServer(handler, { create = http.createServer } = {}) {
+  const server = create(handler)
   const sockets = new Set()
   server.on('connection', (socket) => {
     sockets.add(socket)

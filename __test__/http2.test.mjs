@@ -10,7 +10,7 @@ import https from 'node:https'
 import { after, before, test } from 'node:test'
 
 import { SSE } from 'native-sse'
-import { UUID_V4, deferred, s42Frame, waitFor } from './helpers.mjs'
+import { UUID_V4, deferred, s42Frame, startServer, waitFor } from './helpers.mjs'
 
 const key = readFileSync(new URL('./fixtures/tls/key.pem', import.meta.url))
 const cert = readFileSync(new URL('./fixtures/tls/cert.pem', import.meta.url))
@@ -57,28 +57,30 @@ async function startH2(secure, options) {
     sse.onClose((reason) => closeReasons.push(reason))
     waiting.shift()?.({ sse, req, res, closeReasons })
   }
-  const server = secure
-    ? http2.createSecureServer({ key, cert, allowHTTP1: true }, handler)
-    : http2.createServer(handler)
-  const sockets = new Set()
-  server.on('connection', (socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-  })
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address()
+  const create = secure
+    ? (h) => http2.createSecureServer({ key, cert, allowHTTP1: true }, h)
+    : (h) => http2.createServer(h)
+  const srv = await startServer(handler, { create })
   return {
-    port,
-    origin: `${secure ? 'https' : 'http'}://127.0.0.1:${port}`,
+    port: srv.port,
+    origin: `${secure ? 'https' : 'http'}://127.0.0.1:${srv.port}`,
     /** Resolves with the next stream the server opens. */
     opened() {
       return new Promise((resolve) => waiting.push(resolve))
     },
-    async close() {
-      for (const socket of sockets) socket.destroy()
-      await new Promise((resolve) => server.close(resolve))
-    },
+    close: srv.close,
   }
+}
+
+/** `startH2` and a `connectH2` client to it, both closed after test `t`. */
+async function startH2WithClient(t, secure, options) {
+  const srv = await startH2(secure, options)
+  const client = connectH2(srv.origin, secure)
+  t.after(async () => {
+    client.close()
+    await srv.close()
+  })
+  return { srv, client }
 }
 
 /** An `http2.connect` session; `get(path)` opens a stream and keeps its bytes. */
@@ -113,12 +115,7 @@ for (const secure of [false, true]) {
   const kind = secure ? 'h2 over TLS (createSecureServer, allowHTTP1)' : 'h2c (createServer)'
 
   test(`${kind}: status 200, SSE headers, no connection-specific headers, exact bytes`, async (t) => {
-    const srv = await startH2(secure, { headers: { ...HOP_BY_HOP, 'X-Stream': 'yes' } })
-    const client = connectH2(srv.origin, secure)
-    t.after(async () => {
-      client.close()
-      await srv.close()
-    })
+    const { srv, client } = await startH2WithClient(t, secure, { headers: { ...HOP_BY_HOP, 'X-Stream': 'yes' } })
 
     const opened = srv.opened()
     const res = client.get()
@@ -151,12 +148,7 @@ for (const secure of [false, true]) {
   })
 
   test(`${kind}: close() on the server ends the client's stream`, async (t) => {
-    const srv = await startH2(secure)
-    const client = connectH2(srv.origin, secure)
-    t.after(async () => {
-      client.close()
-      await srv.close()
-    })
+    const { srv, client } = await startH2WithClient(t, secure)
 
     const opened = srv.opened()
     const res = client.get()
@@ -177,12 +169,7 @@ for (const secure of [false, true]) {
   })
 
   test(`${kind}: a client that closes its stream is noticed`, async (t) => {
-    const srv = await startH2(secure, { keepAlive: 10 })
-    const client = connectH2(srv.origin, secure)
-    t.after(async () => {
-      client.close()
-      await srv.close()
-    })
+    const { srv, client } = await startH2WithClient(t, secure, { keepAlive: 10 })
 
     const opened = srv.opened()
     const res = client.get()
@@ -221,12 +208,7 @@ for (const secure of [false, true]) {
 
 test('h2c: a client that stops reading one stream is cut off with reason overflow; the session lives on', async (t) => {
   const cap = 256 * 1024
-  const srv = await startH2(false, { maxBufferedBytes: cap, keepAlive: 0 })
-  const client = connectH2(srv.origin, false)
-  t.after(async () => {
-    client.close()
-    await srv.close()
-  })
+  const { srv, client } = await startH2WithClient(t, false, { maxBufferedBytes: cap, keepAlive: 0 })
 
   const opened = srv.opened()
   const stalled = client.get()

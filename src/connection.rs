@@ -222,23 +222,23 @@ impl Connection {
   /// nothing.
   pub fn close(&self, env: &Env) -> Result<()> {
     self.flush(env)?;
-    let Some(res) = self.response(env)? else {
-      return Ok(());
-    };
-    self.finish(env, CloseReason::Server)?;
-    call_method(&res, "end", ())?;
-    Ok(())
+    self.finish_with(env, CloseReason::Server, "end")
   }
 
   /// Closes a connection whose client fell behind by more than the cap:
   /// what is queued is dropped and the response destroyed, so its memory is
   /// freed now rather than when the client catches up.
   fn overflow(&self, env: &Env) -> Result<()> {
+    self.finish_with(env, CloseReason::Overflow, "destroy")
+  }
+
+  /// Finishes an open stream for `reason`, then calls `res[method]()`.
+  fn finish_with(&self, env: &Env, reason: CloseReason, method: &str) -> Result<()> {
     let Some(res) = self.response(env)? else {
       return Ok(());
     };
-    self.finish(env, CloseReason::Overflow)?;
-    call_method(&res, "destroy", ())?;
+    self.finish(env, reason)?;
+    call_method(&res, method, ())?;
     Ok(())
   }
 
@@ -350,37 +350,17 @@ impl Connection {
   }
 }
 
-/// Why the response can no longer carry events, if it cannot: ended (by us
-/// or by other code), destroyed (client left), or its socket or HTTP/2
-/// stream destroyed (the response itself only learns that a tick later,
-/// with `'close'`).
+/// Why the response can no longer carry events, if it cannot (see
+/// [`Runtime::gone`]).
 fn gone_reason(runtime: &Runtime, res: &Object) -> Result<Option<CloseReason>> {
   let raw = res.value().env;
-  let res = res.raw();
-  if let Some(gone) = runtime.gone {
-    let gone = js::deref(raw, gone)?;
-    let code = js::call(raw, js::undefined(raw)?, gone, &[res])?;
-    return Ok(match js::as_u32(raw, code)? {
-      Some(1) => Some(CloseReason::Server),
-      Some(2) => Some(CloseReason::Client),
-      _ => None,
-    });
-  }
-  if flag(raw, res, c"writableEnded")? {
-    return Ok(Some(CloseReason::Server));
-  }
-  if flag(raw, res, c"destroyed")? {
-    return Ok(Some(CloseReason::Client));
-  }
-  for carrier in [c"socket", c"stream"] {
-    let carrier = js::get(raw, res, carrier)?;
-    if js::type_of(raw, carrier)? == sys::ValueType::napi_object
-      && flag(raw, carrier, c"destroyed")?
-    {
-      return Ok(Some(CloseReason::Client));
-    }
-  }
-  Ok(None)
+  let gone = js::deref(raw, runtime.gone)?;
+  let code = js::call(raw, js::undefined(raw)?, gone, &[res.raw()])?;
+  Ok(match js::as_u32(raw, code)? {
+    Some(1) => Some(CloseReason::Server),
+    Some(2) => Some(CloseReason::Client),
+    _ => None,
+  })
 }
 
 /// `res.writableLength`, or 0 when the response does not have it.

@@ -31,6 +31,23 @@ pub fn type_error(env: &Env, code: &str, message: &str) -> Error {
   }
 }
 
+/// A `TypeError` for an argument of the wrong type: "`subject` must be
+/// `expected` (got <typeof>)", e.g. "send(event): event.id must be a string
+/// (got number)".
+pub fn wrong_type(
+  env: &Env,
+  code: &str,
+  subject: &str,
+  expected: &str,
+  got: napi::ValueType,
+) -> Error {
+  type_error(
+    env,
+    code,
+    &format!("{subject} must be {expected} (got {})", type_name(got)),
+  )
+}
+
 /// The name JavaScript's `typeof` would print for a napi value type, used in
 /// error messages ("got number").
 pub fn type_name(value_type: napi::ValueType) -> &'static str {

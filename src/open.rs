@@ -10,11 +10,11 @@ use crate::js;
 use crate::options::{self, Options};
 use crate::validate;
 
-/// The options as given: the checked values, and the user's headers, which
-/// stay JavaScript values until they are merged.
+/// The options as given: the checked values, and the user's headers (names
+/// and checked values), which stay JavaScript values until they are merged.
 pub struct GivenOptions<'env> {
   pub options: Options,
-  pub headers: Option<Object<'env>>,
+  pub headers: Vec<(String, Unknown<'env>)>,
 }
 
 /// Reads and checks every option before anything is written, so a bad one
@@ -22,7 +22,7 @@ pub struct GivenOptions<'env> {
 pub fn read_options<'env>(env: &Env, value: Option<Unknown<'env>>) -> Result<GivenOptions<'env>> {
   let mut given = GivenOptions {
     options: Options::default(),
-    headers: None,
+    headers: Vec::new(),
   };
   let Some(value) = value else {
     return Ok(given);
@@ -73,8 +73,7 @@ pub fn read_options<'env>(env: &Env, value: Option<Unknown<'env>>) -> Result<Giv
     ValueType::Undefined => {}
     ValueType::Object if !headers.is_array()? => {
       let headers = unsafe { headers.cast::<Object>() }?;
-      check_header_values(env, &headers)?;
-      given.headers = Some(headers);
+      given.headers = read_headers(env, &headers)?;
     }
     other => {
       let got = if other == ValueType::Object {
@@ -124,19 +123,16 @@ fn option_error(env: &Env, name: &str, rule: &str) -> Error {
   )
 }
 
-/// The user's header names (own, enumerable, string keys).
-fn header_names(headers: &Object) -> Result<Vec<String>> {
+/// The user's headers: own, enumerable, string keys, each with its value,
+/// which must be a string, a number or an array of strings, as `writeHead`
+/// takes them (Node checks the characters itself when it writes them).
+fn read_headers<'env>(env: &Env, headers: &Object<'env>) -> Result<Vec<(String, Unknown<'env>)>> {
   let raw = headers.value().env;
-  let names = js::own_enumerable_keys(raw, headers.raw())?;
-  let names = Object::from_raw(raw, names);
+  let names = Object::from_raw(raw, js::own_enumerable_keys(raw, headers.raw())?);
   let count = names.get_array_length()?;
-  (0..count).map(|i| names.get_element::<String>(i)).collect()
-}
-
-/// Header values are strings, numbers or arrays of strings, as `writeHead`
-/// takes them; Node checks the characters itself when it writes them.
-fn check_header_values(env: &Env, headers: &Object) -> Result<()> {
-  for name in header_names(headers)? {
+  let mut pairs = Vec::with_capacity(count as usize);
+  for i in 0..count {
+    let name: String = names.get_element(i)?;
     let value: Unknown = headers.get_named_property(&name)?;
     let ok = match value.get_type()? {
       ValueType::String | ValueType::Number => true,
@@ -159,8 +155,9 @@ fn check_header_values(env: &Env, headers: &Object) -> Result<()> {
         "must be a string, a number or an array of strings",
       ));
     }
+    pairs.push((name, value));
   }
-  Ok(())
+  Ok(pairs)
 }
 
 /// The default headers, then the user's over them (a user header replaces a
@@ -168,13 +165,9 @@ fn check_header_values(env: &Env, headers: &Object) -> Result<()> {
 /// connection-specific headers are left out, the user's too.
 pub fn response_headers<'env>(
   env: &'env Env,
-  user: Option<&Object<'env>>,
+  user: &[(String, Unknown<'env>)],
   http2: bool,
 ) -> Result<Object<'env>> {
-  let user_names = match user {
-    Some(user) => header_names(user)?,
-    None => Vec::new(),
-  };
   let mut defaults = vec![
     ("Content-Type", "text/event-stream"),
     ("Cache-Control", "no-cache, no-transform"),
@@ -186,20 +179,13 @@ pub fn response_headers<'env>(
   }
   let mut headers = Object::new(env)?;
   for (name, value) in defaults {
-    if !user_names
-      .iter()
-      .any(|user| user.eq_ignore_ascii_case(name))
-    {
+    if !user.iter().any(|(user, _)| user.eq_ignore_ascii_case(name)) {
       headers.set_named_property(name, value)?;
     }
   }
-  if let Some(user) = user {
-    for name in &user_names {
-      if http2 && options::is_connection_specific(name) {
-        continue;
-      }
-      let value: Unknown = user.get_named_property(name)?;
-      headers.set_named_property(name, value)?;
+  for (name, value) in user {
+    if !(http2 && options::is_connection_specific(name)) {
+      headers.set_named_property(name, *value)?;
     }
   }
   Ok(headers)

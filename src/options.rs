@@ -48,10 +48,8 @@ impl Default for Options {
 /// `value` as an integer in `min..=max`, or a description of the rule it
 /// breaks (for the `TypeError` message).
 pub fn integer_in(value: f64, min: u64, max: u64) -> Result<u64, String> {
-  if !value.is_finite() || value.fract() != 0.0 {
-    return Err(format!("must be an integer from {min} to {max}"));
-  }
-  if value < min as f64 || value > max as f64 {
+  // NaN and the infinities fail the range test; fractions the second one.
+  if !(min as f64..=max as f64).contains(&value) || value.fract() != 0.0 {
     return Err(format!("must be an integer from {min} to {max}"));
   }
   Ok(value as u64)

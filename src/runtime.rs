@@ -16,9 +16,10 @@ use napi::{sys, Env};
 use crate::connection::Connection;
 use crate::js;
 
-/// Source of [`Runtime::gone`]: the same checks, in the same order, as
-/// `connection::gone_reason` (`=== true` as there; `typeof === 'object'`
-/// and not `null` as napi's object type).
+/// Source of [`Runtime::gone`]: ended (by us or by other code) is 1;
+/// destroyed (the client left), or its socket or HTTP/2 stream destroyed
+/// (the response itself only learns that a tick later, with `'close'`), is
+/// 2; still open is 0.
 const GONE_SOURCE: &str = "(function goneSSE(res) {
   if (res.writableEnded === true) return 1;
   if (res.destroyed === true) return 2;
@@ -42,13 +43,12 @@ pub struct Runtime {
   resolved: sys::napi_ref,
   then: sys::napi_ref,
   flush_all: sys::napi_ref,
-  /// `gone(res)`: the checks of `connection::gone_reason` as one small JS
-  /// function (0 open, 1 ended, 2 destroyed), so the once-per-tick check is
-  /// one call into JS, where V8 caches the property lookups, instead of five
-  /// uncached reads through Node-API (callgrind, paced: ~8,000 fewer
-  /// instructions per event, of ~65,000). `None` when the runtime does not
-  /// compile scripts; the reads are made one by one then.
-  pub gone: Option<sys::napi_ref>,
+  /// `gone(res)`: whether the response can still carry events, as one small
+  /// JS function (0 open, 1 ended, 2 destroyed), so the once-per-tick check
+  /// is one call into JS, where V8 caches the property lookups, instead of
+  /// five uncached reads through Node-API (callgrind, paced: ~8,000 fewer
+  /// instructions per event, of ~65,000). Node and Bun both compile it.
+  pub gone: sys::napi_ref,
   pending: RefCell<Vec<Rc<Connection>>>,
   scheduled: Cell<bool>,
 }
@@ -103,9 +103,7 @@ impl Runtime {
       resolved: js::reference(raw, resolved)?,
       then: js::reference(raw, then)?,
       flush_all: js::reference(raw, flush_all.raw())?,
-      gone: js::compile_function(raw, GONE_SOURCE)
-        .ok()
-        .and_then(|gone| js::reference(raw, gone).ok()),
+      gone: js::reference(raw, js::compile_function(raw, GONE_SOURCE)?)?,
       pending: RefCell::new(Vec::new()),
       scheduled: Cell::new(false),
     })

@@ -74,7 +74,7 @@ impl SSE {
     }
     let given = open::read_options(env, options)?;
     let http2 = open::http_major_version(&req)? >= 2;
-    let headers = open::response_headers(env, given.headers.as_ref(), http2)?;
+    let headers = open::response_headers(env, &given.headers, http2)?;
     let last_event_id = open::last_event_id(&req)?;
 
     call_method(&res, "writeHead", FnArgs::from((200, headers)))?;
@@ -156,25 +156,23 @@ impl SSE {
     let raw = env.raw();
     let event_type = event.get_type()?;
     if event_type != ValueType::Object {
-      return Err(type_error(
+      return Err(errors::wrong_type(
         env,
         errors::INVALID_EVENT,
-        &format!(
-          "send(event): event must be an object {{ eventName, eventPayload }} (got {})",
-          errors::type_name(event_type)
-        ),
+        "send(event): event",
+        "an object { eventName, eventPayload }",
+        event_type,
       ));
     }
     let name = js::get(raw, event.raw(), c"eventName")?;
     let name_type = js::type_of(raw, name)?;
     if name_type != sys::ValueType::napi_string {
-      return Err(type_error(
+      return Err(errors::wrong_type(
         env,
         errors::INVALID_EVENT_NAME,
-        &format!(
-          "send(event): event.eventName must be a string (got {})",
-          errors::type_name(ValueType::from(name_type))
-        ),
+        "send(event): event.eventName",
+        "a string",
+        ValueType::from(name_type),
       ));
     }
     let explicit_id = read_event_id(env, js::get(raw, event.raw(), c"id")?)?;
@@ -228,13 +226,12 @@ impl SSE {
       Some(text) if text.get_type()? == ValueType::Undefined => None,
       None => None,
       Some(other) => {
-        return Err(type_error(
+        return Err(errors::wrong_type(
           env,
           errors::INVALID_COMMENT,
-          &format!(
-            "comment(text): text must be a string (got {})",
-            errors::type_name(other.get_type()?)
-          ),
+          "comment(text): text",
+          "a string",
+          other.get_type()?,
         ))
       }
     };
@@ -295,13 +292,12 @@ impl SSE {
   pub fn on_close(&self, env: &Env, callback: Unknown) -> Result<()> {
     let callback_type = callback.get_type()?;
     if callback_type != ValueType::Function {
-      return Err(type_error(
+      return Err(errors::wrong_type(
         env,
         errors::INVALID_ARGUMENT,
-        &format!(
-          "onClose(callback): callback must be a function (got {})",
-          errors::type_name(callback_type)
-        ),
+        "onClose(callback): callback",
+        "a function",
+        callback_type,
       ));
     }
     // A client that just left is noticed here rather than a tick later.
@@ -347,13 +343,12 @@ fn read_data<'a>(env: &Env, data: js::Value, payload: js::Value) -> Result<Body<
   if let Some(bytes) = js::as_bytes(raw, data)? {
     return Ok(Body::Bytes(bytes));
   }
-  Err(type_error(
+  Err(errors::wrong_type(
     env,
     errors::INVALID_DATA,
-    &format!(
-      "send(event): event.data must be a string, Buffer or Uint8Array (got {})",
-      errors::type_name(ValueType::from(data_type))
-    ),
+    "send(event): event.data",
+    "a string, Buffer or Uint8Array",
+    ValueType::from(data_type),
   ))
 }
 
@@ -365,13 +360,12 @@ fn read_event_id(env: &Env, id: js::Value) -> Result<Option<Vec<u8>>> {
     return Ok(None);
   }
   if id_type != sys::ValueType::napi_string {
-    return Err(type_error(
+    return Err(errors::wrong_type(
       env,
       errors::INVALID_EVENT_ID,
-      &format!(
-        "send(event): event.id must be a string (got {})",
-        errors::type_name(ValueType::from(id_type))
-      ),
+      "send(event): event.id",
+      "a string",
+      ValueType::from(id_type),
     ));
   }
   let mut text = Vec::new();
@@ -405,13 +399,12 @@ fn broken_field_rule(
 fn expect_object<'env>(env: &Env, value: Unknown<'env>, what: &str) -> Result<Object<'env>> {
   let value_type = value.get_type()?;
   if value_type != ValueType::Object {
-    return Err(type_error(
+    return Err(errors::wrong_type(
       env,
       errors::INVALID_ARGUMENT,
-      &format!(
-        "{what} must be an object (got {})",
-        errors::type_name(value_type)
-      ),
+      what,
+      "an object",
+      value_type,
     ));
   }
   unsafe { value.cast::<Object>() }
