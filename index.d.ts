@@ -44,6 +44,40 @@ export interface SSEOptions {
   maxBufferedBytes?: number
 }
 
+/** What `Channel.broadcast()` takes: an event as `send()` takes it, without `id` (the channel numbers its events). */
+export type ChannelEvent = Omit<TypeSSEventToSend, 'id'> | Omit<SSERawEvent, 'id'>
+
+/** The second argument of `Channel.broadcast()`. */
+export interface BroadcastOptions {
+  /** Only these members: an array of UUIDs (`sse.getUUID()`), or (in-process channels) a function called with each member that returns `true` for those to send to. */
+  to?: readonly string[] | ((sse: SSE) => boolean)
+}
+
+/** The argument of `new Channel(options)`. Every field is optional. */
+export interface ChannelOptions {
+  /** Events kept for replay to clients that come back with `Last-Event-ID` (in-process channels). Default 1000; 0 keeps none. */
+  historyEvents?: number
+  /** Bytes of framed events kept for replay (in-process channels). Default 1 MiB (1048576). */
+  historyBytes?: number
+  /** Milliseconds broadcasts may wait so that several go out to each member in one write. Default 0: each tick's broadcasts are written at the end of that tick. */
+  flushWindow?: number
+  /** An ioredis client: the channel is shared by every process using the same `stream`. Reading uses a duplicate of it. */
+  redis?: ChannelRedisClient
+  /** The Redis stream key (with `redis`). */
+  stream?: string
+  /** Approximate length the Redis stream is trimmed to (`XADD ... MAXLEN ~`): how far back clients can resume. Default 10000. */
+  maxLen?: number
+}
+
+/** The parts of an ioredis client (`new Redis(...)`) a Redis channel uses. */
+export interface ChannelRedisClient {
+  readonly status: string
+  duplicate(): unknown
+  multi(): unknown
+  xadd(...args: any[]): Promise<unknown>
+  xread(...args: any[]): Promise<unknown>
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -53,18 +87,91 @@ export interface SSEOptions {
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
- * One Server-Sent Events connection, a drop-in replacement for the `SSE`
- * class of S42Core.
+ * A group of SSE streams that receive the same events.
  *
- * The constructor answers the request with status 200 and the
- * `text/event-stream` headers, flushes them, and sends the `welcome` event
- * whose data is `{"uuid":"<uuid>"}` with id 0. Each `send()` then writes one
- * event with the next id (1, 2, 3, ...).
+ * `broadcast()` frames an event once and writes the same bytes to every
+ * member; events broadcast in one tick reach each member in one write.
+ * Every event gets a channel id (`<ms>-<seq>`, the form of Redis stream
+ * ids), and recent events are kept, so a client that reconnects with
+ * `Last-Event-ID` receives what it missed when it joins again, or a
+ * `reset` event when that is no longer known.
  *
- * The stream does not depend on this object staying reachable: the
- * response's `'close'` listener and the heartbeat hold the connection, and
- * let go of it (and of the response) when the stream ends.
+ * With `{ redis, stream }` the channel is shared by every server process
+ * that uses the same stream: broadcasts go through Redis (`XADD`), each
+ * process reads the stream (`XREAD BLOCK` on its own connection) and writes
+ * to its own members, and the stream entry ids are the event ids.
  */
+export declare class Channel {
+  /**
+   * Makes a channel. Options (all optional): `historyEvents` (default
+   * 1000) and `historyBytes` (default 1 MiB) bound the kept events of an
+   * in-process channel; `flushWindow` (ms, default 0) lets broadcasts wait
+   * and go out together; `redis` (an ioredis client), `stream` (the Redis
+   * stream key) and `maxLen` (default 10000, `MAXLEN ~`) share the channel
+   * through Redis.
+   *
+   * Throws a `TypeError` (`ERR_SSE_INVALID_OPTION`) when an option is
+   * invalid.
+   */
+  constructor(options?: ChannelOptions)
+  /**
+   * Adds `sse` to the channel and returns `true`; `false` when its stream
+   * has already ended. Adding a member again does nothing.
+   *
+   * When the request of `sse` carried a `Last-Event-ID` (or `lastEventId`
+   * query parameter), the member first receives the channel events after
+   * that id, in order, then live events. When those events are no longer
+   * all known (older than the history, or an id this channel never gave),
+   * it receives a `reset` event instead. A member without one is told the
+   * channel's current position (`id: <id>` and a blank line, which
+   * dispatches no event), so that it resumes from there if it reconnects.
+   *
+   * The member leaves by itself when its stream ends.
+   */
+  add(sse: SSE): boolean
+  /**
+   * Removes `sse` from the channel (its stream stays open). Returns
+   * whether it was a member.
+   */
+  remove(sse: SSE): boolean
+  /**
+   * Sends `event` (as `send()` takes it, without `id`) to every member, or
+   * to those `options.to` names: an array of UUIDs (`getUUID()`), or a
+   * function called with each member's SSE that returns `true` for those
+   * to send to. The event is framed once, with the next channel id, and
+   * the same bytes go to every member.
+   *
+   * Returns the event's id. On a Redis channel, returns a promise of the id
+   * (the stream entry id), which rejects with `ERR_SSE_REDIS_UNAVAILABLE`
+   * when Redis cannot take the event; a predicate `to` is not allowed there
+   * (it cannot run on other servers).
+   *
+   * Events sent to some members only are not kept in the history (the
+   * UUIDs change when clients reconnect).
+   *
+   * Throws a `TypeError`, as `send()` does, when the event is invalid, and
+   * `ERR_SSE_INVALID_OPTION` when `options` is; nothing is sent then.
+   * Throws `ERR_SSE_CHANNEL_CLOSED` after `close()`.
+   */
+  broadcast(event: ChannelEvent, options?: BroadcastOptions): string | Promise<string>
+  /** The number of members. */
+  get size(): number
+  /**
+   * The id of the newest event this channel has seen (`<ms>-<seq>`):
+   * where a member that joins now starts. `null` on a Redis channel until
+   * it has read the stream's position.
+   */
+  get lastEventId(): string | null
+  /**
+   * Stops the channel: writes broadcasts still waiting for the flush
+   * window, removes every member (their streams stay open) and, with
+   * Redis, stops reading the stream (the client you passed is not closed).
+   * `add()` and `broadcast()` throw `ERR_SSE_CHANNEL_CLOSED` afterwards.
+   * Calling it again does nothing.
+   */
+  close(): void
+}
+
 export declare class SSE {
   /**
    * Opens the event stream on `res`.

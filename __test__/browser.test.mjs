@@ -141,14 +141,15 @@ test('Chromium receives the events, reconnects after the end with Last-Event-ID,
   await waitFor(() => first.closeReason !== null, { timeoutMs: WAIT_MS, what: 'onClose of the first stream' })
   assert.equal(first.closeReason, 'server')
 
-  // The second connection: a new welcome, ids from 0 again, and what the
-  // server resumes with.
+  // The second connection: a new welcome that carries no id (the request
+  // had a Last-Event-ID, which the welcome must not overwrite), ids from 1
+  // again, and what the server resumes with.
   second.sse.send({ eventName: 'resumed', eventPayload: { after: second.sse.lastEventId } })
   second.sse.send({ eventName: 'poem', data: 'again\n\nwith a blank line' })
   assert.notEqual(second.sse.getUUID(), first.sse.getUUID())
   const log = await pageLog(8)
   assert.deepEqual(log.slice(5), [
-    { type: 'welcome', data: JSON.stringify({ uuid: second.sse.getUUID() }), lastEventId: '0', origin },
+    { type: 'welcome', data: JSON.stringify({ uuid: second.sse.getUUID() }), lastEventId: 'cp-42', origin },
     { type: 'resumed', data: '{"after":"cp-42"}', lastEventId: '1', origin },
     { type: 'poem', data: 'again\n\nwith a blank line', lastEventId: '2', origin },
   ])

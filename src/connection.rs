@@ -5,7 +5,7 @@
 //! of the response, the timer and the listeners on every path.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use napi::bindgen_prelude::*;
 use napi::{sys, Env};
@@ -13,10 +13,24 @@ use napi::{sys, Env};
 use crate::frame;
 use crate::js::{self, call_method};
 use crate::runtime::Runtime;
+use crate::shared::SharedBytes;
 
-/// Past this many buffered bytes, a tick's events are written at once
-/// instead of at the end of the tick, which bounds the buffer.
+/// Past this many bytes of its own (not shared with other connections), a
+/// connection writes its events at once instead of at the end of the tick,
+/// which bounds its buffer.
 const FLUSH_AT_BYTES: usize = 128 * 1024;
+
+/// A group the connection belongs to (a channel), told when it ends.
+pub trait Membership {
+  fn member_closed(&self, env: &Env, conn: &Connection);
+}
+
+/// Bytes waiting for `res.write`, before the connection's own buffer.
+enum Piece {
+  Own(Vec<u8>),
+  /// A range of bytes framed once for many connections.
+  Shared(Rc<SharedBytes>, usize, usize),
+}
 
 /// Why a stream ended, as `onClose()` callbacks receive it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,11 +56,15 @@ impl CloseReason {
 /// Shared by the `SSE` instance, the `'close'` listener on the response, the
 /// heartbeat timer and the end-of-tick flush queue.
 pub struct Connection {
+  /// Unique among the connections of the environment.
+  pub id: u64,
   res: RefCell<Option<ObjectRef<false>>>,
   closed: Cell<bool>,
   reason: Cell<Option<CloseReason>>,
-  /// Framed events not yet handed to `res.write`.
+  /// Framed events not yet handed to `res.write`: `pieces`, then `buffer`.
   buffer: RefCell<Vec<u8>>,
+  pieces: RefCell<Vec<Piece>>,
+  pieces_len: Cell<usize>,
   /// Whether this connection is in the runtime's flush queue.
   queued: Cell<bool>,
   /// `res.writableLength` after the last write: bytes Node still holds.
@@ -56,6 +74,8 @@ pub struct Connection {
   timer: RefCell<Option<ObjectRef<false>>>,
   /// `onClose()` callbacks, called once when the stream ends.
   on_close: RefCell<Vec<sys::napi_ref>>,
+  /// Channels this connection is a member of.
+  memberships: RefCell<Vec<Weak<dyn Membership>>>,
   pub runtime: Rc<Runtime>,
 }
 
@@ -71,15 +91,19 @@ impl Connection {
     max_buffered: u64,
   ) -> Result<Rc<Connection>> {
     let conn = Rc::new(Connection {
+      id: runtime.next_connection_id(),
       res: RefCell::new(Some(res.create_ref()?)),
       closed: Cell::new(false),
       reason: Cell::new(None),
       buffer: RefCell::new(Vec::new()),
+      pieces: RefCell::new(Vec::new()),
+      pieces_len: Cell::new(0),
       queued: Cell::new(false),
       res_queued: Cell::new(0),
       max_buffered,
       timer: RefCell::new(None),
       on_close: RefCell::new(Vec::new()),
+      memberships: RefCell::new(Vec::new()),
       runtime,
     });
 
@@ -158,16 +182,54 @@ impl Connection {
     env: &Env,
     fill: impl FnOnce(&mut Vec<u8>) -> Result<()>,
   ) -> Result<bool> {
-    let len = {
+    let own = {
       let mut buffer = self.buffer.borrow_mut();
       fill(&mut buffer)?;
       buffer.len()
     };
-    if (len as u64).saturating_add(self.res_queued.get()) > self.max_buffered {
+    self.queue(env, own)
+  }
+
+  /// Appends `shared[start..end]` to the pending bytes without copying
+  /// them, then makes sure they are written, as [`Connection::push`] does.
+  pub fn push_shared(
+    self: &Rc<Self>,
+    env: &Env,
+    shared: &Rc<SharedBytes>,
+    start: usize,
+    end: usize,
+  ) -> Result<bool> {
+    let own = {
+      let mut buffer = self.buffer.borrow_mut();
+      let mut pieces = self.pieces.borrow_mut();
+      if !buffer.is_empty() {
+        self.pieces_len.set(self.pieces_len.get() + buffer.len());
+        pieces.push(Piece::Own(std::mem::take(&mut *buffer)));
+      }
+      match pieces.last_mut() {
+        Some(Piece::Shared(last, _, last_end))
+          if Rc::ptr_eq(last, shared) && *last_end == start =>
+        {
+          *last_end = end;
+        }
+        _ => pieces.push(Piece::Shared(Rc::clone(shared), start, end)),
+      }
+      self.pieces_len.set(self.pieces_len.get() + (end - start));
+      0
+    };
+    self.queue(env, own)
+  }
+
+  /// After bytes were added: closes the connection when they took it past
+  /// its cap, writes now when its own buffer holds `own` bytes past the
+  /// flush threshold, else queues it for the end of the tick.
+  fn queue(self: &Rc<Self>, env: &Env, own: usize) -> Result<bool> {
+    let pending = (own + self.pieces_len.get()) as u64;
+    if pending.saturating_add(self.res_queued.get()) > self.max_buffered {
       self.overflow(env)?;
       return Ok(false);
     }
-    if len >= FLUSH_AT_BYTES {
+    if own >= FLUSH_AT_BYTES {
       self.flush(env)?;
       return Ok(!self.closed.get());
     }
@@ -181,8 +243,10 @@ impl Connection {
   /// Hands the pending bytes to `res.write` in one call.
   pub fn flush(&self, env: &Env) -> Result<()> {
     self.queued.set(false);
-    let bytes = std::mem::take(&mut *self.buffer.borrow_mut());
-    if bytes.is_empty() {
+    let own = std::mem::take(&mut *self.buffer.borrow_mut());
+    let pieces = std::mem::take(&mut *self.pieces.borrow_mut());
+    self.pieces_len.set(0);
+    if own.is_empty() && pieces.is_empty() {
       return Ok(());
     }
     let Some(res) = self.response(env)? else {
@@ -190,7 +254,7 @@ impl Connection {
     };
     let raw = env.raw();
     let write = js::get(raw, res.raw(), c"write")?;
-    let chunk = js::chunk_from_vec(raw, bytes)?;
+    let chunk = self.chunk(raw, own, pieces)?;
     let accepted = js::call(raw, res.raw(), write, &[chunk])?;
     if js::as_bool(raw, accepted)? != Some(false) {
       self.res_queued.set(0);
@@ -209,13 +273,60 @@ impl Connection {
     Ok(())
   }
 
+  /// The value to hand to `res.write` for `pieces` then `own`: the shared
+  /// `Buffer` when they are exactly one whole shared batch, else one chunk
+  /// with all the bytes.
+  fn chunk(&self, raw: sys::napi_env, own: Vec<u8>, pieces: Vec<Piece>) -> Result<js::Value> {
+    if pieces.is_empty() {
+      return js::chunk_from_vec(raw, own);
+    }
+    if let ([Piece::Shared(shared, 0, end)], true) = (&pieces[..], own.is_empty()) {
+      if *end == shared.len() {
+        return shared.buffer(raw, self.runtime.flush_generation());
+      }
+    }
+    let mut bytes = Vec::with_capacity(self.pieces_len_of(&pieces) + own.len());
+    for piece in &pieces {
+      match piece {
+        Piece::Own(part) => bytes.extend_from_slice(part),
+        Piece::Shared(shared, start, end) => bytes.extend_from_slice(&shared.bytes()[*start..*end]),
+      }
+    }
+    bytes.extend_from_slice(&own);
+    js::chunk_from_vec(raw, bytes)
+  }
+
+  fn pieces_len_of(&self, pieces: &[Piece]) -> usize {
+    pieces
+      .iter()
+      .map(|piece| match piece {
+        Piece::Own(part) => part.len(),
+        Piece::Shared(_, start, end) => end - start,
+      })
+      .sum()
+  }
+
   /// Bytes queued for this client and not yet taken by the socket: this
   /// tick's events plus what `res` holds.
   pub fn buffered_bytes(&self, env: &Env) -> Result<u64> {
     let Some(res) = self.response(env)? else {
       return Ok(0);
     };
-    Ok(self.buffer.borrow().len() as u64 + writable_length(&res)?)
+    let pending = self.buffer.borrow().len() + self.pieces_len.get();
+    Ok(pending as u64 + writable_length(&res)?)
+  }
+
+  /// Tells `channel` when this connection ends.
+  pub fn join(&self, channel: Weak<dyn Membership>) {
+    self.memberships.borrow_mut().push(channel);
+  }
+
+  /// Stops telling `channel` (found by address) when this connection ends.
+  pub fn leave(&self, channel: *const ()) {
+    self
+      .memberships
+      .borrow_mut()
+      .retain(|member_of| member_of.as_ptr() as *const () != channel);
   }
 
   /// Writes what is pending, then ends the response once. Later calls do
@@ -280,6 +391,12 @@ impl Connection {
     }
     self.reason.set(Some(reason));
     self.drop_state(env);
+    let memberships = std::mem::take(&mut *self.memberships.borrow_mut());
+    for channel in memberships {
+      if let Some(channel) = channel.upgrade() {
+        channel.member_closed(env, self);
+      }
+    }
     let raw = env.raw();
     let mut first_error = None;
     if let Some(timer) = self.timer.borrow_mut().take() {
@@ -292,7 +409,8 @@ impl Connection {
       }
       let _ = timer.unref(env);
     }
-    for callback in std::mem::take(&mut *self.on_close.borrow_mut()) {
+    let callbacks = std::mem::take(&mut *self.on_close.borrow_mut());
+    for callback in callbacks {
       let scheduled = js::deref(raw, callback)
         .and_then(|callback| self.runtime.next_tick(raw, callback, reason.as_str()));
       if let Err(err) = scheduled {
@@ -309,6 +427,10 @@ impl Connection {
     self.closed.set(true);
     if let Ok(mut buffer) = self.buffer.try_borrow_mut() {
       *buffer = Vec::new();
+    }
+    if let Ok(mut pieces) = self.pieces.try_borrow_mut() {
+      *pieces = Vec::new();
+      self.pieces_len.set(0);
     }
     if let Some(res) = self.res.borrow_mut().take() {
       // Failing to delete a reference only happens while the environment is

@@ -43,3 +43,37 @@ export interface SSEOptions {
   /** Bytes queued for one client past which its connection is closed with reason `'overflow'`. A positive integer or `Infinity`. Default 4 MiB (4194304). */
   maxBufferedBytes?: number
 }
+
+/** What `Channel.broadcast()` takes: an event as `send()` takes it, without `id` (the channel numbers its events). */
+export type ChannelEvent = Omit<TypeSSEventToSend, 'id'> | Omit<SSERawEvent, 'id'>
+
+/** The second argument of `Channel.broadcast()`. */
+export interface BroadcastOptions {
+  /** Only these members: an array of UUIDs (`sse.getUUID()`), or (in-process channels) a function called with each member that returns `true` for those to send to. */
+  to?: readonly string[] | ((sse: SSE) => boolean)
+}
+
+/** The argument of `new Channel(options)`. Every field is optional. */
+export interface ChannelOptions {
+  /** Events kept for replay to clients that come back with `Last-Event-ID` (in-process channels). Default 1000; 0 keeps none. */
+  historyEvents?: number
+  /** Bytes of framed events kept for replay (in-process channels). Default 1 MiB (1048576). */
+  historyBytes?: number
+  /** Milliseconds broadcasts may wait so that several go out to each member in one write. Default 0: each tick's broadcasts are written at the end of that tick. */
+  flushWindow?: number
+  /** An ioredis client: the channel is shared by every process using the same `stream`. Reading uses a duplicate of it. */
+  redis?: ChannelRedisClient
+  /** The Redis stream key (with `redis`). */
+  stream?: string
+  /** Approximate length the Redis stream is trimmed to (`XADD ... MAXLEN ~`): how far back clients can resume. Default 10000. */
+  maxLen?: number
+}
+
+/** The parts of an ioredis client (`new Redis(...)`) a Redis channel uses. */
+export interface ChannelRedisClient {
+  readonly status: string
+  duplicate(): unknown
+  multi(): unknown
+  xadd(...args: any[]): Promise<unknown>
+  xread(...args: any[]): Promise<unknown>
+}

@@ -22,6 +22,18 @@ pub const INVALID_DATA: &str = "ERR_SSE_INVALID_DATA";
 /// The text of `comment()` is not a string.
 pub const INVALID_COMMENT: &str = "ERR_SSE_INVALID_COMMENT";
 
+/// `add()` or `broadcast()` on a channel after `close()`.
+pub const CHANNEL_CLOSED: &str = "ERR_SSE_CHANNEL_CLOSED";
+
+/// Throws an `Error` (not a `TypeError`: the input is fine, the state is
+/// not) carrying `code`.
+pub fn state_error(env: &Env, code: &str, message: &str) -> Error {
+  match env.throw_error(message, Some(code)) {
+    Ok(()) => Error::new(Status::PendingException, message.to_owned()),
+    Err(err) => err,
+  }
+}
+
 /// Throws a `TypeError` carrying `code` and returns the error that tells
 /// napi-rs an exception is already pending, so the thrown one reaches JS.
 pub fn type_error(env: &Env, code: &str, message: &str) -> Error {

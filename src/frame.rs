@@ -103,6 +103,15 @@ pub fn push_comment(out: &mut Vec<u8>, text: &[u8]) {
   out.push(b'\n');
 }
 
+/// Appends `id: <id>` and a blank line: a block that sets the client's
+/// last event id (what it sends back as `Last-Event-ID`) without
+/// dispatching an event, since it has no data.
+pub fn push_position(out: &mut Vec<u8>, id: &[u8]) {
+  out.extend_from_slice(b"id: ");
+  out.extend_from_slice(id);
+  out.extend_from_slice(b"\n\n");
+}
+
 /// Appends `retry: <ms>` and a blank line: the reconnection delay clients
 /// use after the stream ends.
 pub fn push_retry(out: &mut Vec<u8>, ms: u64) {
@@ -370,6 +379,13 @@ mod tests {
     let mut out = Vec::new();
     push_comment(&mut out, b"a\rdata: evil\r\nb\n");
     assert_eq!(text(out), ": a\n: data: evil\n: b\n: \n\n");
+  }
+
+  #[test]
+  fn position_block_has_no_data() {
+    let mut out = Vec::new();
+    push_position(&mut out, b"1700000000000-4");
+    assert_eq!(text(out), "id: 1700000000000-4\n\n");
   }
 
   #[test]

@@ -214,6 +214,27 @@ pub fn own_enumerable_keys(env: sys::napi_env, object: Value) -> Result<Value> {
   Ok(result)
 }
 
+/// `null`.
+pub fn null(env: sys::napi_env) -> Result<Value> {
+  let mut result = ptr::null_mut();
+  check_status!(unsafe { sys::napi_get_null(env, &mut result) })?;
+  Ok(result)
+}
+
+/// The length of the array `array`.
+pub fn array_length(env: sys::napi_env, array: Value) -> Result<u32> {
+  let mut length = 0;
+  check_status!(unsafe { sys::napi_get_array_length(env, array, &mut length) })?;
+  Ok(length)
+}
+
+/// `array[index]`.
+pub fn element(env: sys::napi_env, array: Value, index: u32) -> Result<Value> {
+  let mut result = ptr::null_mut();
+  check_status!(unsafe { sys::napi_get_element(env, array, index, &mut result) })?;
+  Ok(result)
+}
+
 /// `undefined`.
 pub fn undefined(env: sys::napi_env) -> Result<Value> {
   let mut result = ptr::null_mut();
@@ -305,7 +326,7 @@ pub fn chunk_from_vec(env: sys::napi_env, bytes: Vec<u8>) -> Result<Value> {
   buffer_copy(env, &bytes)
 }
 
-fn buffer_copy(env: sys::napi_env, bytes: &[u8]) -> Result<Value> {
+pub fn buffer_copy(env: sys::napi_env, bytes: &[u8]) -> Result<Value> {
   let mut result = ptr::null_mut();
   let mut copy_data = ptr::null_mut();
   check_status!(unsafe {

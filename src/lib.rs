@@ -9,14 +9,21 @@
 //! end-of-tick flush) and `js` (raw Node-API calls of the hot path) are the
 //! thin napi layer.
 
+mod channel;
 mod connection;
 mod errors;
+mod event;
+pub mod event_id;
 pub mod frame;
+pub mod history;
 mod js;
 mod open;
 pub mod options;
+mod redis;
 mod runtime;
+mod shared;
 mod sse;
 pub mod validate;
 
+pub use channel::Channel;
 pub use sse::SSE;

@@ -45,6 +45,37 @@ impl Default for Options {
   }
 }
 
+/// Default flush window of a channel: none, each tick's broadcasts are
+/// written at the end of that tick.
+pub const DEFAULT_FLUSH_WINDOW_MS: u64 = 0;
+
+/// Default `maxLen` of a Redis channel's stream (trimmed approximately).
+pub const DEFAULT_STREAM_MAX_LEN: u64 = 10_000;
+
+/// The checked options of `new Channel(options)`, with defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelOptions {
+  /// Events kept for replay (in-process channels).
+  pub history_events: u64,
+  /// Framed bytes kept for replay (in-process channels).
+  pub history_bytes: u64,
+  /// Milliseconds broadcasts wait to be written together; 0 for none.
+  pub flush_window_ms: u64,
+  /// `MAXLEN ~` of the Redis stream.
+  pub max_len: u64,
+}
+
+impl Default for ChannelOptions {
+  fn default() -> Self {
+    ChannelOptions {
+      history_events: crate::history::DEFAULT_MAX_EVENTS as u64,
+      history_bytes: crate::history::DEFAULT_MAX_BYTES as u64,
+      flush_window_ms: DEFAULT_FLUSH_WINDOW_MS,
+      max_len: DEFAULT_STREAM_MAX_LEN,
+    }
+  }
+}
+
 /// `value` as an integer in `min..=max`, or a description of the rule it
 /// breaks (for the `TypeError` message).
 pub fn integer_in(value: f64, min: u64, max: u64) -> Result<u64, String> {

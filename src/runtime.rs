@@ -34,6 +34,7 @@ pub struct Runtime {
   pub stringify: sys::napi_ref,
   pub set_interval: sys::napi_ref,
   pub clear_interval: sys::napi_ref,
+  set_timeout: sys::napi_ref,
   /// A function that does nothing: the `'error'` listener every response
   /// gets, shared instead of made per connection.
   pub noop: sys::napi_ref,
@@ -51,6 +52,12 @@ pub struct Runtime {
   pub gone: sys::napi_ref,
   pending: RefCell<Vec<Rc<Connection>>>,
   scheduled: Cell<bool>,
+  /// Counts end-of-tick flushes; a channel starts a new shared batch when
+  /// it has moved on.
+  generation: Cell<u64>,
+  /// Whether an end-of-tick flush is running.
+  flushing: Cell<bool>,
+  next_connection_id: Cell<u64>,
 }
 
 impl Runtime {
@@ -78,6 +85,7 @@ impl Runtime {
     let then = js::get(raw, resolved, c"then")?;
     let set_interval: Unknown = global.get_named_property_unchecked("setInterval")?;
     let clear_interval: Unknown = global.get_named_property_unchecked("clearInterval")?;
+    let set_timeout: Unknown = global.get_named_property_unchecked("setTimeout")?;
     let process: Object = global.get_named_property_unchecked("process")?;
     let next_tick: Unknown = process.get_named_property_unchecked("nextTick")?;
     let noop = env.create_function_from_closure::<Unknown, (), _>("onSSEError", |_| Ok(()))?;
@@ -98,6 +106,7 @@ impl Runtime {
       stringify: js::reference(raw, stringify.raw())?,
       set_interval: js::reference(raw, set_interval.raw())?,
       clear_interval: js::reference(raw, clear_interval.raw())?,
+      set_timeout: js::reference(raw, set_timeout.raw())?,
       noop: js::reference(raw, noop.raw())?,
       next_tick: js::reference(raw, next_tick.raw())?,
       resolved: js::reference(raw, resolved)?,
@@ -106,6 +115,9 @@ impl Runtime {
       gone: js::reference(raw, js::compile_function(raw, GONE_SOURCE)?)?,
       pending: RefCell::new(Vec::new()),
       scheduled: Cell::new(false),
+      generation: Cell::new(0),
+      flushing: Cell::new(false),
+      next_connection_id: Cell::new(1),
     })
   }
 
@@ -123,6 +135,21 @@ impl Runtime {
     Ok(())
   }
 
+  /// `setTimeout(callback, ms).unref()`: runs `callback` once after `ms`,
+  /// without keeping the process alive.
+  pub fn set_timeout(&self, raw: sys::napi_env, callback: js::Value, ms: u64) -> Result<()> {
+    let set_timeout = js::deref(raw, self.set_timeout)?;
+    let delay = js::uint32(raw, ms.min(u32::MAX as u64) as u32)?;
+    let timer = js::call(raw, js::undefined(raw)?, set_timeout, &[callback, delay])?;
+    if js::type_of(raw, timer)? == sys::ValueType::napi_object {
+      let unref = js::get(raw, timer, c"unref")?;
+      if js::type_of(raw, unref)? == sys::ValueType::napi_function {
+        js::call(raw, timer, unref, &[])?;
+      }
+    }
+    Ok(())
+  }
+
   /// `process.nextTick(callback, text)`: runs `callback(text)` in the next
   /// tick, outside the current call.
   pub fn next_tick(&self, raw: sys::napi_env, callback: js::Value, text: &str) -> Result<()> {
@@ -132,9 +159,27 @@ impl Runtime {
     Ok(())
   }
 
+  pub fn next_connection_id(&self) -> u64 {
+    let id = self.next_connection_id.get();
+    self.next_connection_id.set(id + 1);
+    id
+  }
+
+  /// How many end-of-tick flushes have started.
+  pub fn generation(&self) -> u64 {
+    self.generation.get()
+  }
+
+  /// The current flush's generation while an end-of-tick flush runs.
+  pub fn flush_generation(&self) -> Option<u64> {
+    self.flushing.get().then(|| self.generation.get())
+  }
+
   /// Writes every queued connection's buffer. Runs as a microtask.
   fn flush_pending(&self, env: &Env) -> Result<()> {
     self.scheduled.set(false);
+    self.generation.set(self.generation.get() + 1);
+    self.flushing.set(true);
     let pending = std::mem::take(&mut *self.pending.borrow_mut());
     let mut first_error = None;
     for conn in pending {
@@ -142,6 +187,7 @@ impl Runtime {
         first_error.get_or_insert(err);
       }
     }
+    self.flushing.set(false);
     match first_error {
       Some(err) => Err(err),
       None => Ok(()),

@@ -11,15 +11,13 @@ use napi::bindgen_prelude::*;
 use napi::{Env, ValueType};
 use napi_derive::napi;
 
-use napi::sys;
-
 use crate::connection::Connection;
 use crate::errors::{self, type_error};
+use crate::event;
 use crate::frame::{self, Event, EventId};
 use crate::js::{self, call_method};
 use crate::open;
 use crate::runtime::Runtime;
-use crate::validate;
 
 /// One Server-Sent Events connection, a drop-in replacement for the `SSE`
 /// class of S42Core.
@@ -32,6 +30,9 @@ use crate::validate;
 /// The stream does not depend on this object staying reachable: the
 /// response's `'close'` listener and the heartbeat hold the connection, and
 /// let go of it (and of the response) when the stream ends.
+/// How `send()` is named in its error messages.
+const SEND: &str = "send(event)";
+
 #[napi(js_name = "SSE")]
 pub struct SSE {
   conn: Rc<Connection>,
@@ -100,8 +101,11 @@ impl SSE {
     if options.welcome && !sse.conn.is_closed() {
       let welcome = frame::welcome_data(&sse.uuid);
       sse.conn.push(env, |out| {
+        // A client that came back with a Last-Event-ID keeps it: the
+        // welcome then carries no id, so reading it does not move the
+        // client's resume position (see "Resuming" in the README).
         let event = Event {
-          id: Some(EventId::Number(0)),
+          id: sse.last_event_id.is_none().then_some(EventId::Number(0)),
           name: Some(b"welcome"),
           data: welcome.as_bytes(),
         };
@@ -113,6 +117,18 @@ impl SSE {
       sse.conn.start_heartbeat(env, options.keep_alive_ms)?;
     }
     Ok(sse)
+  }
+
+  pub(crate) fn connection(&self) -> &Rc<Connection> {
+    &self.conn
+  }
+
+  pub(crate) fn uuid(&self) -> &str {
+    &self.uuid
+  }
+
+  pub(crate) fn last_event_id_text(&self) -> Option<&str> {
+    self.last_event_id.as_deref()
   }
 
   /// The random (version 4) UUID of this connection, as sent in the welcome
@@ -154,40 +170,12 @@ impl SSE {
       return Ok(false);
     }
     let raw = env.raw();
-    let event_type = event.get_type()?;
-    if event_type != ValueType::Object {
-      return Err(errors::wrong_type(
-        env,
-        errors::INVALID_EVENT,
-        "send(event): event",
-        "an object { eventName, eventPayload }",
-        event_type,
-      ));
+    let input = event::read(env, SEND, &self.conn.runtime, event)?;
+    // `toJSON` is user code and may have closed the stream meanwhile.
+    if self.conn.is_closed() {
+      return Ok(false);
     }
-    let name = js::get(raw, event.raw(), c"eventName")?;
-    let name_type = js::type_of(raw, name)?;
-    if name_type != sys::ValueType::napi_string {
-      return Err(errors::wrong_type(
-        env,
-        errors::INVALID_EVENT_NAME,
-        "send(event): event.eventName",
-        "a string",
-        ValueType::from(name_type),
-      ));
-    }
-    let explicit_id = read_event_id(env, js::get(raw, event.raw(), c"id")?)?;
-    let payload = js::get(raw, event.raw(), c"eventPayload")?;
-    let data = js::get(raw, event.raw(), c"data")?;
-    let body = if js::type_of(raw, data)? == sys::ValueType::napi_undefined {
-      let json = stringify_payload(env, &self.conn.runtime, payload)?;
-      // `toJSON` is user code and may have closed the stream meanwhile.
-      if self.conn.is_closed() {
-        return Ok(false);
-      }
-      Body::Text(json)
-    } else {
-      read_data(env, data, payload)?
-    };
+    let (name, explicit_id, body) = (input.name, input.id, input.body);
     let id = match &explicit_id {
       Some(text) => EventId::Text(text),
       None => EventId::Number(self.next_id.get()),
@@ -196,7 +184,7 @@ impl SSE {
       frame::push_event_in_place(
         out,
         id,
-        |out| append_event_name(env, name, out),
+        |out| event::append_name(env, SEND, name, out),
         |out| body.append(raw, out),
       )
     })?;
@@ -306,96 +294,6 @@ impl SSE {
   }
 }
 
-/// The data of an event: a JS string (the JSON text, or text given as is)
-/// or bytes.
-enum Body<'a> {
-  Text(js::Value),
-  Bytes(&'a [u8]),
-}
-
-impl Body<'_> {
-  fn append(&self, raw: sys::napi_env, out: &mut Vec<u8>) -> Result<()> {
-    match self {
-      Body::Text(text) => js::append_utf8(raw, *text, out).map(drop),
-      Body::Bytes(bytes) => {
-        out.extend_from_slice(bytes);
-        Ok(())
-      }
-    }
-  }
-}
-
-/// `event.data`, which is not `undefined`: a string or bytes, and never
-/// together with `event.eventPayload`.
-fn read_data<'a>(env: &Env, data: js::Value, payload: js::Value) -> Result<Body<'a>> {
-  let raw = env.raw();
-  if js::type_of(raw, payload)? != sys::ValueType::napi_undefined {
-    return Err(type_error(
-      env,
-      errors::INVALID_DATA,
-      "send(event): give either event.eventPayload (sent as JSON) or event.data (sent as it is), not both",
-    ));
-  }
-  let data_type = js::type_of(raw, data)?;
-  if data_type == sys::ValueType::napi_string {
-    return Ok(Body::Text(data));
-  }
-  if let Some(bytes) = js::as_bytes(raw, data)? {
-    return Ok(Body::Bytes(bytes));
-  }
-  Err(errors::wrong_type(
-    env,
-    errors::INVALID_DATA,
-    "send(event): event.data",
-    "a string, Buffer or Uint8Array",
-    ValueType::from(data_type),
-  ))
-}
-
-/// `event.id`: `None` when absent, else its checked UTF-8 text.
-fn read_event_id(env: &Env, id: js::Value) -> Result<Option<Vec<u8>>> {
-  let raw = env.raw();
-  let id_type = js::type_of(raw, id)?;
-  if id_type == sys::ValueType::napi_undefined {
-    return Ok(None);
-  }
-  if id_type != sys::ValueType::napi_string {
-    return Err(errors::wrong_type(
-      env,
-      errors::INVALID_EVENT_ID,
-      "send(event): event.id",
-      "a string",
-      ValueType::from(id_type),
-    ));
-  }
-  let mut text = Vec::new();
-  js::append_utf8(raw, id, &mut text)?;
-  if let Some(rule) = broken_field_rule(raw, id, &text)? {
-    return Err(type_error(
-      env,
-      errors::INVALID_EVENT_ID,
-      &format!("send(event): event.id {rule}"),
-    ));
-  }
-  Ok(Some(text))
-}
-
-/// The single-line field rule that the JS string `value`, whose UTF-8 form
-/// is `text`, breaks, if any.
-fn broken_field_rule(
-  raw: sys::napi_env,
-  value: js::Value,
-  text: &[u8],
-) -> Result<Option<validate::FieldError>> {
-  if let Err(rule) = validate::check_single_line(text) {
-    return Ok(Some(rule));
-  }
-  if validate::may_hide_lone_surrogate(text) {
-    return Ok(validate::check_utf16(&js::utf16(raw, value)?).err());
-  }
-  Ok(None)
-}
-
 fn expect_object<'env>(env: &Env, value: Unknown<'env>, what: &str) -> Result<Object<'env>> {
   let value_type = value.get_type()?;
   if value_type != ValueType::Object {
@@ -408,77 +306,4 @@ fn expect_object<'env>(env: &Env, value: Unknown<'env>, what: &str) -> Result<Ob
     ));
   }
   unsafe { value.cast::<Object>() }
-}
-
-/// Appends the UTF-8 text of the event name `name` to `out` and checks it
-/// against the single-line field rules; a `TypeError` when it breaks one.
-fn append_event_name(env: &Env, name: js::Value, out: &mut Vec<u8>) -> Result<()> {
-  let raw = env.raw();
-  let start = out.len();
-  js::append_utf8(raw, name, out)?;
-  match broken_field_rule(raw, name, &out[start..])? {
-    Some(rule) => Err(type_error(
-      env,
-      errors::INVALID_EVENT_NAME,
-      &format!("send(event): event.eventName {rule}"),
-    )),
-    None => Ok(()),
-  }
-}
-
-/// `JSON.stringify(payload)` as a JS string, or a `TypeError` when it throws
-/// or has no JSON text to give (undefined, functions, symbols).
-fn stringify_payload(env: &Env, runtime: &Runtime, payload: js::Value) -> Result<js::Value> {
-  let raw = env.raw();
-  let stringify = js::deref(raw, runtime.stringify)?;
-  let result = match js::call(raw, js::undefined(raw)?, stringify, &[payload]) {
-    Ok(result) => result,
-    Err(cause) => {
-      let reason = take_pending_message(env).unwrap_or_else(|| cause.reason.clone());
-      return Err(type_error(
-        env,
-        errors::INVALID_PAYLOAD,
-        &format!(
-          "send(event): event.eventPayload cannot be serialised by JSON.stringify: {reason}"
-        ),
-      ));
-    }
-  };
-  if js::type_of(raw, result)? != napi::sys::ValueType::napi_string {
-    return Err(type_error(
-      env,
-      errors::INVALID_PAYLOAD,
-      &format!(
-        "send(event): event.eventPayload must be serialisable by JSON.stringify, which returned undefined (got {})",
-        errors::type_name(ValueType::from(js::type_of(raw, payload)?))
-      ),
-    ));
-  }
-  Ok(result)
-}
-
-/// Clears the pending JavaScript exception (left by a throwing callee) and
-/// returns its message.
-fn take_pending_message(env: &Env) -> Option<String> {
-  let mut pending = false;
-  unsafe { napi::sys::napi_is_exception_pending(env.raw(), &mut pending) };
-  if !pending {
-    return None;
-  }
-  let mut raw = std::ptr::null_mut();
-  unsafe { napi::sys::napi_get_and_clear_last_exception(env.raw(), &mut raw) };
-  let exception = unsafe { Unknown::from_raw_unchecked(env.raw(), raw) };
-  let message = if exception.get_type().ok()? == ValueType::Object {
-    let object = unsafe { exception.cast::<Object>() }.ok()?;
-    object.get_named_property::<String>("message").ok()
-  } else {
-    exception
-      .coerce_to_string()
-      .ok()?
-      .into_utf8()
-      .ok()?
-      .into_owned()
-      .ok()
-  };
-  Some(message.unwrap_or_else(|| "unknown error".to_owned()))
 }
