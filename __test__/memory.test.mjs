@@ -89,3 +89,37 @@ function connectAndReadWelcome(port) {
     socket.write('GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
   })
 }
+
+test('channel members that leave are released: no SSE, request or response stays reachable', { timeout: 120_000 }, async () => {
+  const { Channel } = await import('native-sse')
+  const channel = new Channel({ historyEvents: 10 })
+  const sampled = []
+  let opened = 0
+  const srv = await startServer((req, res) => {
+    const sse = new SSE(req, res, { keepAlive: 0 })
+    channel.add(sse)
+    channel.broadcast({ eventName: 'joined', eventPayload: { n: opened } })
+    if (opened++ % 10 === 0) sampled.push({ sse: new WeakRef(sse), res: new WeakRef(res), req: new WeakRef(req) })
+  })
+  try {
+    for (let round = 0; round < 5; round++) {
+      const sockets = await Promise.all(
+        Array.from({ length: 100 }, () => {
+          const socket = net.connect(srv.port, '127.0.0.1')
+          socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+          return new Promise((resolve) => socket.once('data', () => resolve(socket)))
+        }),
+      )
+      await waitFor(() => channel.size === 100, { timeoutMs: 10_000, what: '100 members' })
+      for (const socket of sockets) socket.destroy()
+      await waitFor(() => channel.size === 0, { timeoutMs: 10_000, what: 'the members to leave' })
+    }
+    await fullGc()
+    const alive = sampled.filter((s) => s.sse.deref() || s.res.deref() || s.req.deref()).length
+    assert.equal(sampled.length, 50)
+    assert.equal(alive, 0, `${alive} of ${sampled.length} sampled members still reachable`)
+  } finally {
+    channel.close()
+    await srv.close()
+  }
+})
