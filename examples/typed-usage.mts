@@ -41,3 +41,31 @@ createHttp2Server((req: Http2ServerRequest, res: Http2ServerResponse) => {
 createSecureServer({ allowHTTP1: true }, (req, res) => {
   new SSE(req, res).close()
 })
+
+// Channels, in-process and on Redis (an ioredis client fits ChannelRedisClient).
+import { Redis } from 'ioredis'
+import { Channel, type ChannelEvent, type ChannelOptions } from 'native-sse'
+
+const options: ChannelOptions = { historyEvents: 500, historyBytes: 1 << 20, flushWindow: 10 }
+const channel = new Channel(options)
+createServer((req, res) => {
+  const sse = new SSE(req, res)
+  const joined: boolean = channel.add(sse)
+  void joined
+  const headline: ChannelEvent = { eventName: 'headline', eventPayload: { title: 'hi' } }
+  const id = channel.broadcast(headline, { to: [sse.getUUID()] })
+  void id
+  channel.broadcast({ eventName: 'raw', data: 'text' }, { to: (member: SSE) => member === sse })
+  const size: number = channel.size
+  const head: string | null = channel.lastEventId
+  void [size, head]
+  // @ts-expect-error the channel numbers its events
+  channel.broadcast({ eventName: 'x', eventPayload: 1, id: '7' })
+  // @ts-expect-error members are SSE instances
+  channel.add(res)
+})
+const shared = new Channel({ redis: new Redis({ lazyConnect: true }), stream: 'sse:news', maxLen: 1000 })
+async function publish(): Promise<string> {
+  return await shared.broadcast({ eventName: 'headline', eventPayload: 1 })
+}
+void publish
