@@ -5,6 +5,8 @@
 // client, the stream key, `maxLen` and a sink of Rust callbacks:
 //   sink.ready(head)                  the stream's last id when reading starts
 //   sink.event(id, name, data, to)    one stream entry, in stream order
+//   sink.alive()                      false once the channel was
+//                                     garbage-collected (without close())
 // and returns { publish, replay, close }.
 //
 // Replies are read in every shape ioredis gives them: RESP2 or RESP3 with
@@ -76,6 +78,10 @@
 
   async function read() {
     while (!closed) {
+      if (!sink.alive()) {
+        stop()
+        break
+      }
       try {
         if (lastId === null) {
           let head
@@ -166,6 +172,15 @@
     )
   }
 
+  function stop() {
+    if (closed) return
+    closed = true
+    const waiting = positioned
+    positioned = []
+    for (const { reject } of waiting) reject(closedError())
+    reader.disconnect()
+  }
+
   read()
 
   return {
@@ -212,13 +227,6 @@
         )
     },
 
-    close() {
-      if (closed) return
-      closed = true
-      const waiting = positioned
-      positioned = []
-      for (const { reject } of waiting) reject(closedError())
-      reader.disconnect()
-    },
+    close: stop,
   }
 })

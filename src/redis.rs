@@ -73,6 +73,12 @@ impl RedisLink {
       }
       Ok(())
     })?;
+    // A channel that was garbage-collected without close() must not keep
+    // reading (and the process alive) forever: the transport asks.
+    let alive_core = core.clone();
+    let alive = env.create_function_from_closure::<(), bool, _>("redisAlive", move |_| {
+      Ok(alive_core.upgrade().is_some())
+    })?;
     let entry_core = core;
     let event = env.create_function_from_closure::<Unknown, (), _>("redisEntry", move |ctx| {
       if let Some(core) = entry_core.upgrade() {
@@ -90,6 +96,7 @@ impl RedisLink {
     })?;
     sink.set_named_property("ready", ready)?;
     sink.set_named_property("event", event)?;
+    sink.set_named_property("alive", alive)?;
 
     let factory = js::compile_function(raw, TRANSPORT_SOURCE)?;
     let stream = js::string(raw, &self.stream)?;
