@@ -1,19 +1,28 @@
 // The Redis side of a Redis channel, in JavaScript because the client is
 // (ioredis, promise-based). `src/redis.rs` compiles this function expression
-// once per environment (it is embedded in the addon) and calls it for each
-// Redis channel; everything else (framing, ids, members, the resume rule)
-// stays in Rust. The function receives the user's client, the stream key,
-// `maxLen` and a sink of Rust callbacks:
+// and calls it for each Redis channel; everything else (framing, ids,
+// members, the resume rule) stays in Rust. The function receives the user's
+// client, the stream key, `maxLen` and a sink of Rust callbacks:
 //   sink.ready(head)                  the stream's last id when reading starts
 //   sink.event(id, name, data, to)    one stream entry, in stream order
+//   sink.alive()                      false once the channel was
+//                                     garbage-collected (without close())
 // and returns { publish, replay, close }.
+//
+// Replies are read in every shape ioredis gives them: RESP2 or RESP3 with
+// the default ("legacy") reply mapping (flat arrays), or RESP3 with
+// `replyMapping: "resp3"` (objects or Maps for XREAD and XINFO).
 (function createRedisTransport(redis, stream, maxLen, sink) {
   'use strict'
   // XREAD BLOCK holds a connection, so reading gets its own.
   const reader = redis.duplicate()
   reader.on('error', () => {}) // reconnects are ioredis' job; errors are reported by the commands
   let closed = false
+  // The id reading continues after; null until the stream's position is
+  // known.
   let lastId = null
+  // Broadcasts made before the position is known wait for it (see publish).
+  let positioned = []
   const BLOCK_MS = 2000
   const RETRY_MS = 100
 
@@ -26,6 +35,10 @@
     return err
   }
 
+  function closedError() {
+    return Object.assign(new Error('broadcast: the channel is closed'), { code: 'ERR_SSE_CHANNEL_CLOSED' })
+  }
+
   function pause(ms) {
     return new Promise((resolve) => setTimeout(resolve, ms).unref())
   }
@@ -35,6 +48,7 @@
     let name = null
     let data = null
     let to = null
+    if (!Array.isArray(fields)) return [name, data, to]
     for (let i = 0; i + 1 < fields.length; i += 2) {
       if (fields[i] === 'event') name = fields[i + 1]
       else if (fields[i] === 'data') data = fields[i + 1]
@@ -43,23 +57,57 @@
     return [name, data, to]
   }
 
+  // The entries of an XREAD reply for our one stream: [[id, fields], ...].
+  // RESP2 and the legacy mapping give [[key, entries]]; the resp3 mapping
+  // gives { key: entries } or a Map.
+  function entriesOf(reply) {
+    if (reply === null || reply === undefined) return []
+    if (Array.isArray(reply)) return reply.length > 0 && Array.isArray(reply[0]) ? reply[0][1] ?? [] : []
+    if (reply instanceof Map) return reply.values().next().value ?? []
+    if (typeof reply === 'object') return Object.values(reply)[0] ?? []
+    return []
+  }
+
+  // The stream's position, read on the user's client. Commands on one
+  // connection run in order, so every XADD this channel sends afterwards
+  // gets a later id and is read by the reader (see publish).
+  async function position() {
+    const last = await redis.xrevrange(stream, '+', '-', 'COUNT', 1)
+    return Array.isArray(last) && last.length > 0 ? last[0][0] : '0-0'
+  }
+
   async function read() {
     while (!closed) {
+      if (!sink.alive()) {
+        stop()
+        break
+      }
       try {
         if (lastId === null) {
-          const last = await reader.xrevrange(stream, '+', '-', 'COUNT', 1)
+          let head
+          try {
+            head = await position()
+          } catch (err) {
+            // Broadcasts that waited for this attempt fail rather than wait
+            // for an outage of unknown length.
+            const waiting = positioned
+            positioned = []
+            for (const { reject } of waiting) reject(closed ? closedError() : unavailable(err))
+            throw err
+          }
           if (closed) break
-          lastId = last.length > 0 ? last[0][0] : '0-0'
+          lastId = head
           sink.ready(lastId)
+          const waiting = positioned
+          positioned = []
+          for (const { resolve } of waiting) resolve()
         }
         const reply = await reader.xread('COUNT', 1000, 'BLOCK', BLOCK_MS, 'STREAMS', stream, lastId)
         if (closed) break
-        if (reply === null) continue
-        for (const [, entries] of reply) {
-          for (const [id, fields] of entries) {
-            lastId = id
-            sink.event(id, ...fieldsOf(fields))
-          }
+        for (const [id, fields] of entriesOf(reply)) {
+          lastId = id
+          sink.event(id, ...fieldsOf(fields))
+          if (closed) break
         }
       } catch {
         // Redis went away (or the command failed): try again from the last
@@ -70,22 +118,36 @@
     }
   }
 
+  // XINFO STREAM's reply as a plain object, from a flat [k1, v1, ...] array,
+  // a Map or an object.
+  function infoFields(info) {
+    if (Array.isArray(info)) {
+      const field = {}
+      for (let i = 0; i + 1 < info.length; i += 2) field[info[i]] = info[i + 1]
+      return field
+    }
+    if (info instanceof Map) return Object.fromEntries(info)
+    return info
+  }
+
   // XINFO STREAM as { floor, head }: `head` is the last id ever added;
   // `floor` the newest id a client may have seen and still resume from:
-  // before the first kept entry when entries were trimmed away, and never
-  // below the newest deleted one.
+  // the first kept entry when entries were trimmed away (conservative: a
+  // client that saw the entry just before it is told to reload too), and
+  // never below the newest deleted one.
   function window(info) {
     if (info === null) return { floor: '0-0', head: '0-0' }
-    const field = {}
-    for (let i = 0; i + 1 < info.length; i += 2) field[info[i]] = info[i + 1]
-    const head = field['last-generated-id'] ?? '0-0'
+    const field = infoFields(info)
+    const head = String(field['last-generated-id'] ?? '0-0')
     const length = Number(field.length ?? 0)
+    // Redis before 7.0 does not say how many entries were ever added: count
+    // the stream as trimmed then.
     const added = field['entries-added'] === undefined ? Infinity : Number(field['entries-added'])
-    const first = Array.isArray(field['first-entry']) ? field['first-entry'][0] : null
+    const first = Array.isArray(field['first-entry']) ? String(field['first-entry'][0]) : null
     let floor = '0-0'
     if (added > length) floor = first ?? head
     const deleted = field['max-deleted-entry-id']
-    if (deleted !== undefined && compare(deleted, floor) > 0) floor = deleted
+    if (deleted !== undefined && compare(String(deleted), floor) > 0) floor = String(deleted)
     return { floor, head }
   }
 
@@ -97,54 +159,74 @@
     return 0
   }
 
+  function xadd(name, data, to) {
+    if (closed) return Promise.reject(closedError())
+    if (redis.status !== 'ready') return Promise.reject(unavailable())
+    const args = [stream, 'MAXLEN', '~', maxLen, '*', 'event', name, 'data', data]
+    if (to !== null) args.push('to', to)
+    return redis.xadd(...args).then(
+      (id) => String(id),
+      (err) => {
+        throw unavailable(err)
+      },
+    )
+  }
+
+  function stop() {
+    if (closed) return
+    closed = true
+    const waiting = positioned
+    positioned = []
+    for (const { reject } of waiting) reject(closedError())
+    reader.disconnect()
+  }
+
   read()
 
   return {
     publish(name, data, to) {
-      if (closed) return Promise.reject(Object.assign(new Error('broadcast: the channel is closed'), { code: 'ERR_SSE_CHANNEL_CLOSED' }))
+      if (closed) return Promise.reject(closedError())
       if (redis.status !== 'ready') return Promise.reject(unavailable())
-      const args = [stream, 'MAXLEN', '~', maxLen, '*', 'event', name, 'data', data]
-      if (to !== null) args.push('to', to)
-      return redis.xadd(...args).then(
-        (id) => id,
-        (err) => {
-          throw unavailable(err)
-        },
+      if (lastId !== null) return xadd(name, data, to)
+      // The position is being read: an XADD sent now could land before it
+      // and never be read. Wait for it, in order.
+      return new Promise((resolve, reject) => positioned.push({ resolve, reject })).then(() =>
+        xadd(name, data, to),
       )
     },
 
-    // The entries after `lastId` and the stream's window, read atomically;
-    // `done(err)` or `done(null, floor, head, flat)` with flat
-    // [id, name, data, to, ...].
+    // The entries from `lastId` on and the stream's window, read atomically;
+    // `done(err, null, null, null)` or `done(null, floor, head, flat)` with
+    // flat [id, name, data, to, ...], always in a later task. The range
+    // starts at `lastId` inclusive (Rust skips it): an exclusive start is an
+    // error in Redis for the largest id.
     replay(lastId, done) {
-      if (redis.status !== 'ready') {
-        done(unavailable())
+      const fail = (err) => done(unavailable(err), null, null, null)
+      if (closed || redis.status !== 'ready') {
+        setImmediate(fail)
         return
       }
       redis
         .multi()
         .xinfo('STREAM', stream)
-        .xrange(stream, `(${lastId}`, '+')
+        .xrange(stream, lastId, '+')
         .exec()
         .then((results) => {
+          if (!Array.isArray(results)) throw new Error('the transaction was aborted')
           const [[infoErr, info], [rangeErr, entries]] = results
           const missing = infoErr && /no such key/i.test(infoErr.message)
           if ((infoErr && !missing) || rangeErr) throw infoErr || rangeErr
           const { floor, head } = window(missing ? null : info)
           const flat = []
-          for (const [id, fields] of entries) flat.push(id, ...fieldsOf(fields))
+          for (const [id, fields] of entries) flat.push(String(id), ...fieldsOf(fields))
           return { floor, head, flat }
         })
         .then(
           ({ floor, head, flat }) => done(null, floor, head, flat),
-          (err) => done(unavailable(err)),
+          (err) => fail(err),
         )
     },
 
-    close() {
-      if (closed) return
-      closed = true
-      reader.disconnect()
-    },
+    close: stop,
   }
 })

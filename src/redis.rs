@@ -23,7 +23,7 @@ use crate::history::{self, Resume};
 use crate::js;
 use crate::validate;
 
-/// The transport, a function expression compiled once per environment.
+/// The transport, a function expression compiled for each Redis channel.
 const TRANSPORT_SOURCE: &str = include_str!("redis-transport.js");
 
 pub struct RedisLink {
@@ -73,6 +73,12 @@ impl RedisLink {
       }
       Ok(())
     })?;
+    // A channel that was garbage-collected without close() must not keep
+    // reading (and the process alive) forever: the transport asks.
+    let alive_core = core.clone();
+    let alive = env.create_function_from_closure::<(), bool, _>("redisAlive", move |_| {
+      Ok(alive_core.upgrade().is_some())
+    })?;
     let entry_core = core;
     let event = env.create_function_from_closure::<Unknown, (), _>("redisEntry", move |ctx| {
       if let Some(core) = entry_core.upgrade() {
@@ -90,6 +96,7 @@ impl RedisLink {
     })?;
     sink.set_named_property("ready", ready)?;
     sink.set_named_property("event", event)?;
+    sink.set_named_property("alive", alive)?;
 
     let factory = js::compile_function(raw, TRANSPORT_SOURCE)?;
     let stream = js::string(raw, &self.stream)?;
@@ -118,7 +125,13 @@ impl RedisLink {
     let name = string_from_utf8(raw, name)?;
     let to = match to {
       Targets::Uuids(uuids) => {
-        let mut list: Vec<&str> = uuids.iter().map(String::as_str).collect();
+        // The entry keeps the UUIDs comma-separated; a string with a comma
+        // is no member's UUID, and kept as is it would name others.
+        let mut list: Vec<&str> = uuids
+          .iter()
+          .map(String::as_str)
+          .filter(|uuid| !uuid.contains(','))
+          .collect();
         list.sort_unstable();
         js::string(raw, &list.join(","))?
       }
@@ -154,7 +167,12 @@ impl RedisLink {
       core.write_reset(env, member, head, Resume::Unknown)?;
       return self.finish_join(env, member, head);
     };
-    member.set_after(last_id);
+    // Live events after what the client has queue up until the replay is
+    // written. Not after `last_id` itself when that is past what this
+    // process has read: an id newer than the stream's head (a made-up one,
+    // or one from another stream) would hold back every live event up to
+    // it, after the reset too.
+    member.set_after(last_id.min(head));
     let raw = env.raw();
     let transport = self.transport(env)?;
     let replay = js::get(raw, transport, c"replay")?;
@@ -163,8 +181,13 @@ impl RedisLink {
     let done = env.create_function_from_closure::<Unknown, (), _>("redisReplayed", move |ctx| {
       if let Some(core) = weak.upgrade() {
         let raw = ctx.env.raw();
+        // Arguments the transport left out are `undefined`, never an error
+        // thrown back into its promise chain.
         let args: Vec<js::Value> = (0..4)
-          .map(|i| ctx.get::<Unknown>(i).map(|value| value.raw()))
+          .map(|i| match ctx.get::<Unknown>(i) {
+            Ok(value) => Ok(value.raw()),
+            Err(_) => js::undefined(raw),
+          })
           .collect::<Result<_>>()?;
         let replayed = core
           .redis()
@@ -189,7 +212,14 @@ impl RedisLink {
     raw: sys::napi_env,
     args: &[js::Value],
   ) -> Result<()> {
-    if member.conn().is_closed() || !member.is_joining() {
+    // The member may have left (its stream ended, `remove()`, `close()`)
+    // while Redis answered.
+    let still_member = core
+      .members_snapshot()
+      .iter()
+      .any(|other| Rc::ptr_eq(other, member));
+    if member.conn().is_closed() || !member.is_joining() || !still_member {
+      member.finish_joining();
       return Ok(());
     }
     if js::type_of(raw, args[0])? != sys::ValueType::napi_null {
@@ -255,12 +285,19 @@ impl RedisLink {
     if self.head.get().is_none() {
       self.head.set(Some(head));
     }
+    let members = core.members_snapshot();
+    let mut first_error = None;
     for (member, last) in std::mem::take(&mut *self.waiting.borrow_mut()) {
-      if !member.conn().is_closed() {
-        self.join(env, core, &member, last.as_deref())?;
+      // Skip those that left (or were removed) while the position was read.
+      if member.conn().is_closed() || !members.iter().any(|other| Rc::ptr_eq(other, &member)) {
+        member.finish_joining();
+        continue;
+      }
+      if let Err(err) = self.join(env, core, &member, last.as_deref()) {
+        first_error.get_or_insert(err);
       }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
   }
 
   /// One stream entry, read in order: framed with its id and written to the
