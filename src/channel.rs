@@ -612,6 +612,16 @@ impl Core {
     }
   }
 
+  /// Whether `member` is (still) in the channel.
+  pub(crate) fn contains(&self, member: &Rc<Member>) -> bool {
+    let index = self.index.borrow();
+    let members = self.members.borrow();
+    index
+      .get(&member.conn.id)
+      .and_then(|&position| members.get(position))
+      .is_some_and(|found| Rc::ptr_eq(found, member))
+  }
+
   pub(crate) fn members_snapshot(&self) -> Vec<Rc<Member>> {
     self.members.borrow().clone()
   }

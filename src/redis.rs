@@ -214,11 +214,7 @@ impl RedisLink {
   ) -> Result<()> {
     // The member may have left (its stream ended, `remove()`, `close()`)
     // while Redis answered.
-    let still_member = core
-      .members_snapshot()
-      .iter()
-      .any(|other| Rc::ptr_eq(other, member));
-    if member.conn().is_closed() || !member.is_joining() || !still_member {
+    if member.conn().is_closed() || !member.is_joining() || !core.contains(member) {
       member.finish_joining();
       return Ok(());
     }
@@ -285,11 +281,10 @@ impl RedisLink {
     if self.head.get().is_none() {
       self.head.set(Some(head));
     }
-    let members = core.members_snapshot();
     let mut first_error = None;
     for (member, last) in std::mem::take(&mut *self.waiting.borrow_mut()) {
       // Skip those that left (or were removed) while the position was read.
-      if member.conn().is_closed() || !members.iter().any(|other| Rc::ptr_eq(other, &member)) {
+      if member.conn().is_closed() || !core.contains(&member) {
         member.finish_joining();
         continue;
       }
