@@ -51,6 +51,8 @@ export type ChannelEvent = Omit<TypeSSEventToSend, 'id'> | Omit<SSERawEvent, 'id
 export interface BroadcastOptions {
   /** Only these members: an array of UUIDs (`sse.getUUID()`), or (in-process channels) a function called with each member that returns `true` for those to send to. */
   to?: readonly string[] | ((sse: SSE) => boolean)
+  /** `false`: the event is live-only, not replayed to clients that come back (a clock tick, a presence count). Default `true`. */
+  replay?: boolean
 }
 
 /** The argument of `new Channel(options)`. Every field is optional. */
@@ -147,7 +149,9 @@ export declare class Channel {
    * (it cannot run on other servers).
    *
    * Events sent to some members only are not kept in the history (the
-   * UUIDs change when clients reconnect).
+   * UUIDs change when clients reconnect), nor are those broadcast with
+   * `options.replay` `false` (a clock, a presence count: events a client
+   * that comes back does not need); both still take an id.
    *
    * Throws a `TypeError`, as `send()` does, when the event is invalid, and
    * `ERR_SSE_INVALID_OPTION` when `options` is; nothing is sent then.

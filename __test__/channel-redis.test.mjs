@@ -642,6 +642,27 @@ test('to: [uuid] reaches those members on any server process and is never replay
   await Promise.all([a.stop(), b.stop()])
 })
 
+test('replay: false entries are delivered live on every server and skipped by replays', async (t) => {
+  const redis = await readyClient()
+  const stream = streamKey('live-only')
+  const channel = await redisChannel(t, redis, stream)
+  const srv = await channelServer(t, () => channel)
+  const live = open(t, srv.port)
+  await waitForBody(live, (body) => body.includes('id: 0-0\n\n'), 'the position')
+  const kept = await channel.broadcast({ eventName: 'news', eventPayload: 1 })
+  const tick = await channel.broadcast({ eventName: 'clock', eventPayload: 't' }, { replay: false })
+  const after = await channel.broadcast({ eventName: 'news', eventPayload: 2 })
+  const expected = frame(kept, 'news', '1') + frame(tick, 'clock', '"t"') + frame(after, 'news', '2')
+  await waitForBody(live, (body) => body.endsWith(expected), 'the live events')
+
+  const back = open(t, srv.port, { 'Last-Event-ID': kept })
+  await waitForBody(back, (body) => body.includes(`id: ${after}\n`), 'the replay')
+  assert.equal(bodyOf(back), welcome(uuidOf(bodyOf(back)), { withId: false }) + frame(after, 'news', '2'))
+  const admin = await readyClient()
+  const [[, fields]] = await admin.xrange(stream, tick, tick)
+  assert.deepEqual(fields, ['event', 'clock', 'data', '"t"', 'replay', '0'])
+})
+
 test('close() stops reading: the process exits by itself; without it, the reader keeps the process alive', async () => {
   const stream = streamKey('exit')
   const run = (mode) => {

@@ -319,6 +319,26 @@ test('targeted broadcasts: a UUID list or a predicate; they take ids but are not
   channel.close()
 })
 
+test('replay: false events are live-only: delivered now, never replayed, and their ids are positions', async () => {
+  channel = new Channel()
+  const a = await join()
+  const kept = channel.broadcast({ eventName: 'news', eventPayload: 1 })
+  const tick = channel.broadcast({ eventName: 'clock', eventPayload: 't' }, { replay: false })
+  const after = channel.broadcast({ eventName: 'news', eventPayload: 2 })
+  const live = frame(kept, 'news', 1) + frame(tick, 'clock', 't') + frame(after, 'news', 2)
+  await a.client.waitForBody((body) => body.endsWith(live))
+  const back = await join({ 'Last-Event-ID': kept })
+  assert.equal(back.body(), welcome(back.sse, false) + frame(after, 'news', 2), 'the clock tick is not replayed')
+  const fromTick = await join({ 'Last-Event-ID': tick })
+  assert.equal(fromTick.body(), welcome(fromTick.sse, false) + frame(after, 'news', 2))
+  assert.throws(
+    () => channel.broadcast({ eventName: 'x', eventPayload: 1 }, { replay: 'no' }),
+    (err) => err instanceof TypeError && err.code === 'ERR_SSE_INVALID_OPTION',
+  )
+  for (const m of [a, back, fromTick]) m.client.close()
+  channel.close()
+})
+
 test('bad input: a TypeError with a stable code, nothing written, no id used', async () => {
   channel = new Channel()
   const m = await join()

@@ -1,13 +1,16 @@
 // Live demo: `npm run demo`, then open http://127.0.0.1:3000/ (PORT and HOST
-// override). The page listens for the real event names: `welcome`, `tick`
-// and `chat`; messages typed into the page are sent to every open tab.
+// override). The page listens for the real event names: `welcome`, `tick`,
+// `chat` and `reset`. Every tab is a member of one channel: messages typed
+// into a page are broadcast to every open tab, and a tab that reconnects
+// (stop and restart the network in the browser's dev tools) is replayed the
+// messages it missed. The clock ticks are live-only (`replay: false`).
 import { createServer } from 'node:http'
 
-import { SSE } from 'native-sse'
+import { Channel, SSE } from 'native-sse'
 
 const PORT = Number(process.env.PORT ?? 3000)
 const HOST = process.env.HOST ?? '127.0.0.1'
-const streams = new Set()
+const room = new Channel({ historyEvents: 100 })
 
 const page = `<!doctype html>
 <html lang="en">
@@ -45,6 +48,9 @@ const page = `<!doctype html>
     const { from, text } = JSON.parse(e.data)
     log('chat', from.slice(0, 8) + ': ' + text)
   })
+  source.addEventListener('reset', (e) => {
+    log('error', 'missed messages that are no longer kept (' + JSON.parse(e.data).reason + ')')
+  })
   source.addEventListener('error', () => {
     document.getElementById('state').textContent = source.readyState === 0 ? 'reconnecting' : 'closed'
     log('error', 'connection lost')
@@ -65,9 +71,7 @@ const server = createServer((req, res) => {
     res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' })
     res.end(page)
   } else if (req.method === 'GET' && req.url === '/events') {
-    const sse = new SSE(req, res)
-    streams.add(sse)
-    res.on('close', () => streams.delete(sse))
+    room.add(new SSE(req, res, { retry: 1000 }))
   } else if (req.method === 'POST' && req.url === '/say') {
     let body = ''
     req.setEncoding('utf8')
@@ -86,8 +90,7 @@ const server = createServer((req, res) => {
         res.writeHead(400).end()
         return
       }
-      const event = { eventName: 'chat', eventPayload: { from: message.from, text: message.text.slice(0, 200) } }
-      for (const sse of streams) sse.send(event)
+      room.broadcast({ eventName: 'chat', eventPayload: { from: message.from, text: message.text.slice(0, 200) } })
       res.writeHead(204).end()
     })
   } else {
@@ -96,8 +99,7 @@ const server = createServer((req, res) => {
 })
 
 const clock = setInterval(() => {
-  const event = { eventName: 'tick', eventPayload: { time: new Date().toISOString() } }
-  for (const sse of streams) sse.send(event)
+  room.broadcast({ eventName: 'tick', eventPayload: { time: new Date().toISOString() } }, { replay: false })
 }, 1000)
 clock.unref()
 
@@ -108,7 +110,8 @@ server.listen(PORT, HOST, () => {
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
-    for (const sse of streams) sse.close()
+    room.close()
+    server.closeAllConnections()
     server.close(() => process.exit(0))
     setTimeout(() => process.exit(0), 1000).unref()
   })

@@ -278,7 +278,9 @@ impl Channel {
   /// (it cannot run on other servers).
   ///
   /// Events sent to some members only are not kept in the history (the
-  /// UUIDs change when clients reconnect).
+  /// UUIDs change when clients reconnect), nor are those broadcast with
+  /// `options.replay` `false` (a clock, a presence count: events a client
+  /// that comes back does not need); both still take an id.
   ///
   /// Throws a `TypeError`, as `send()` does, when the event is invalid, and
   /// `ERR_SSE_INVALID_OPTION` when `options` is; nothing is sent then.
@@ -306,7 +308,8 @@ impl Channel {
     }
     let mut name = Vec::new();
     event::append_name(env, BROADCAST, input.name, &mut name)?;
-    let to = read_targets(env, core, options, matches!(core.source, Source::Redis(_)))?;
+    let (to, replay) =
+      read_broadcast_options(env, core, options, matches!(core.source, Source::Redis(_)))?;
     // User code (`toJSON`, a predicate) may have closed the channel.
     core.check_open(env, BROADCAST)?;
     match &core.source {
@@ -329,7 +332,7 @@ impl Channel {
             |out| body.append(raw, out),
           )
         };
-        core.publish(env, id, frame, to)?;
+        core.publish(env, id, frame, to, replay)?;
         let text = js::string(raw, &id.to_string())?;
         Ok(unsafe { Unknown::from_raw_unchecked(raw, text) })
       }
@@ -338,7 +341,7 @@ impl Channel {
           Body::Text(text) => text,
           Body::Bytes(bytes) => js::buffer_copy(raw, bytes)?,
         };
-        let promise = link.publish(env, &name, data, &to)?;
+        let promise = link.publish(env, &name, data, &to, replay)?;
         Ok(unsafe { Unknown::from_raw_unchecked(raw, promise) })
       }
     }
@@ -405,14 +408,15 @@ impl Core {
   }
 
   /// Frames the event `id` with `frame` into the shared bytes, keeps it in
-  /// the history (in-process, for everyone) and writes it to the members
-  /// it is for, now or when the flush window ends.
+  /// the history (in-process, when it is for everyone and `replay`) and
+  /// writes it to the members it is for, now or when the flush window ends.
   pub(crate) fn publish<E>(
     self: &Rc<Self>,
     env: &Env,
     id: ChannelId,
     frame: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), E>,
     targets: Targets,
+    replay: bool,
   ) -> std::result::Result<(), E>
   where
     E: From<Error>,
@@ -425,7 +429,7 @@ impl Core {
     if let Source::Local { history, .. } = &self.source {
       let mut history = history.borrow_mut();
       match targets {
-        Targets::All => history.push(id, &shared.bytes()[start..end]),
+        Targets::All if replay => history.push(id, &shared.bytes()[start..end]),
         _ => history.pass(id),
       }
     }
@@ -734,17 +738,19 @@ fn clear_pending(env: &Env) {
 }
 
 /// `options.to` of `broadcast()`.
-fn read_targets(
+/// The `options` of `broadcast()`: who the event is for (`to`) and whether
+/// it is kept for replay (`replay`, default `true`).
+fn read_broadcast_options(
   env: &Env,
   core: &Rc<Core>,
   options: Option<Unknown>,
   redis: bool,
-) -> Result<Targets> {
+) -> Result<(Targets, bool)> {
   let Some(options) = options else {
-    return Ok(Targets::All);
+    return Ok((Targets::All, true));
   };
   match options.get_type()? {
-    ValueType::Undefined | ValueType::Null => return Ok(Targets::All),
+    ValueType::Undefined | ValueType::Null => return Ok((Targets::All, true)),
     ValueType::Object => {}
     other => {
       return Err(errors::wrong_type(
@@ -757,8 +763,28 @@ fn read_targets(
     }
   }
   let raw = env.raw();
+  let replay = js::get(raw, options.raw(), c"replay")?;
+  let replay = match ValueType::from(js::type_of(raw, replay)?) {
+    ValueType::Undefined => true,
+    ValueType::Boolean => js::as_bool(raw, replay)? == Some(true),
+    other => {
+      return Err(errors::wrong_type(
+        env,
+        errors::INVALID_OPTION,
+        &format!("{BROADCAST}: options.replay"),
+        "a boolean",
+        other,
+      ))
+    }
+  };
   let to = js::get(raw, options.raw(), c"to")?;
   let to = unsafe { Unknown::from_raw_unchecked(raw, to) };
+  Ok((read_to(env, core, to, redis)?, replay))
+}
+
+/// `options.to` of `broadcast()`.
+fn read_to(env: &Env, core: &Rc<Core>, to: Unknown, redis: bool) -> Result<Targets> {
+  let raw = env.raw();
   match to.get_type()? {
     ValueType::Undefined => Ok(Targets::All),
     ValueType::Function if redis => Err(type_error(

@@ -51,6 +51,8 @@ export type ChannelEvent = Omit<TypeSSEventToSend, 'id'> | Omit<SSERawEvent, 'id
 export interface BroadcastOptions {
   /** Only these members: an array of UUIDs (`sse.getUUID()`), or (in-process channels) a function called with each member that returns `true` for those to send to. */
   to?: readonly string[] | ((sse: SSE) => boolean)
+  /** `false`: the event is live-only, not replayed to clients that come back (a clock tick, a presence count). Default `true`. */
+  replay?: boolean
 }
 
 /** The argument of `new Channel(options)`. Every field is optional. */

@@ -214,6 +214,13 @@ pub fn own_enumerable_keys(env: sys::napi_env, object: Value) -> Result<Value> {
   Ok(result)
 }
 
+/// A JS boolean.
+pub fn boolean(env: sys::napi_env, value: bool) -> Result<Value> {
+  let mut result = ptr::null_mut();
+  check_status!(unsafe { sys::napi_get_boolean(env, value, &mut result) })?;
+  Ok(result)
+}
+
 /// `null`.
 pub fn null(env: sys::napi_env) -> Result<Value> {
   let mut result = ptr::null_mut();

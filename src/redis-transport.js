@@ -43,18 +43,21 @@
     return new Promise((resolve) => setTimeout(resolve, ms).unref())
   }
 
-  // An entry's fields, [k1, v1, k2, v2, ...], as [name, data, to].
+  // An entry's fields, [k1, v1, k2, v2, ...], as [name, data, to, replay]
+  // (`replay` is false for events broadcast with { replay: false }).
   function fieldsOf(fields) {
     let name = null
     let data = null
     let to = null
-    if (!Array.isArray(fields)) return [name, data, to]
+    let replay = true
+    if (!Array.isArray(fields)) return [name, data, to, replay]
     for (let i = 0; i + 1 < fields.length; i += 2) {
       if (fields[i] === 'event') name = fields[i + 1]
       else if (fields[i] === 'data') data = fields[i + 1]
       else if (fields[i] === 'to') to = fields[i + 1]
+      else if (fields[i] === 'replay') replay = String(fields[i + 1]) !== '0'
     }
-    return [name, data, to]
+    return [name, data, to, replay]
   }
 
   // The entries of an XREAD reply for our one stream: [[id, fields], ...].
@@ -106,7 +109,8 @@
         if (closed) break
         for (const [id, fields] of entriesOf(reply)) {
           lastId = id
-          sink.event(id, ...fieldsOf(fields))
+          const [name, data, to] = fieldsOf(fields)
+          sink.event(id, name, data, to)
           if (closed) break
         }
       } catch {
@@ -159,11 +163,12 @@
     return 0
   }
 
-  function xadd(name, data, to) {
+  function xadd(name, data, to, replay) {
     if (closed) return Promise.reject(closedError())
     if (redis.status !== 'ready') return Promise.reject(unavailable())
     const args = [stream, 'MAXLEN', '~', maxLen, '*', 'event', name, 'data', data]
     if (to !== null) args.push('to', to)
+    if (!replay) args.push('replay', '0')
     return redis.xadd(...args).then(
       (id) => String(id),
       (err) => {
@@ -184,14 +189,14 @@
   read()
 
   return {
-    publish(name, data, to) {
+    publish(name, data, to, replay) {
       if (closed) return Promise.reject(closedError())
       if (redis.status !== 'ready') return Promise.reject(unavailable())
-      if (lastId !== null) return xadd(name, data, to)
+      if (lastId !== null) return xadd(name, data, to, replay)
       // The position is being read: an XADD sent now could land before it
       // and never be read. Wait for it, in order.
       return new Promise((resolve, reject) => positioned.push({ resolve, reject })).then(() =>
-        xadd(name, data, to),
+        xadd(name, data, to, replay),
       )
     },
 
@@ -218,7 +223,11 @@
           if ((infoErr && !missing) || rangeErr) throw infoErr || rangeErr
           const { floor, head } = window(missing ? null : info)
           const flat = []
-          for (const [id, fields] of entries) flat.push(String(id), ...fieldsOf(fields))
+          for (const [id, fields] of entries) {
+            const [name, data, to, replay] = fieldsOf(fields)
+            // Events broadcast with { replay: false } are live-only.
+            if (replay) flat.push(String(id), name, data, to)
+          }
           return { floor, head, flat }
         })
         .then(

@@ -118,6 +118,7 @@ impl RedisLink {
     name: &[u8],
     data: js::Value,
     to: &Targets,
+    replay: bool,
   ) -> Result<js::Value> {
     let raw = env.raw();
     let transport = self.transport(env)?;
@@ -137,7 +138,8 @@ impl RedisLink {
       }
       _ => js::null(raw)?,
     };
-    js::call(raw, transport, publish, &[name, data, to])
+    let replay = js::boolean(raw, replay)?;
+    js::call(raw, transport, publish, &[name, data, to, replay])
   }
 
   /// Starts a member: its position when it has no `Last-Event-ID`, else its
@@ -335,6 +337,8 @@ impl RedisLink {
         Ok(())
       },
       targets,
+      // The stream is the history of a Redis channel; nothing is kept here.
+      true,
     )
   }
 
