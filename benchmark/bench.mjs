@@ -32,7 +32,12 @@ const option = (name, fallback) => {
 }
 
 const QUICK = flag('--quick')
-const ROUNDS = Number(option('--rounds', QUICK ? 1 : 3))
+const ROUNDS_GIVEN = option('--rounds', null)
+const ROUNDS = Number(ROUNDS_GIVEN ?? (QUICK ? 1 : 3))
+// The two saturated broadcast scenarios, which carry the Channel's targets
+// and vary most from run to run on a shared 2-core machine, get 5 rounds by
+// default; --rounds sets every scenario's.
+const BROADCAST_ROUNDS = Number(ROUNDS_GIVEN ?? (QUICK ? 1 : 5))
 const OUT = option('--out', join(here, 'results'))
 const ONLY = option('--only', null)?.split(',')
 const ONLY_IMPLS = option('--impls', null)?.split(',')
@@ -63,14 +68,21 @@ export const SCENARIOS = [
     about: 'one client, 10 large (64 KiB) events per turn' },
   { name: 'idle-memory', kind: 'idle', connections: QUICK ? 200 : 10_000, ...STREAM_IMPLS,
     about: 'open idle connections; heap and RSS per connection after GC' },
-  // Broadcast: one 100 B event per event-loop turn to every client; never
-  // more than `window` events ahead of the slowest client (credit from the
-  // clients' progress reports, every `ackStep` events).
+  // Broadcast: one 100 B event per event-loop turn (setImmediate) to every
+  // client; never more than `window` events ahead of the slowest client
+  // (credit from the clients' progress reports, every `ackStep` events):
+  // at most 256 x ~150 B = 38 KiB queued per client with 1 000 clients, and
+  // 64 x 150 B = 10 KiB per client (~100 MB in all) with 10 000.
+  // Default sizes: 1 000 clients x 200 events = 200 000 deliveries (~3 s a
+  // row); 10 000 x 30 = 300 000 (~5 s, plus ~2 s to connect); 5 rounds
+  // each. broadcast-latency: 1 000 x 100 events 40 ms apart (~4.5 s), and
+  // stalled (~1.5-4 s): 3 rounds. The whole default `npm run bench` takes
+  // about 5 minutes on the 2-core machine; --quick about 20 s.
   { name: 'broadcast-1k', kind: 'broadcast', clients: QUICK ? 20 : 1000, processes: 2, count: QUICK ? 30 : 200,
-    payloadBytes: 100, window: 256, ackStep: 32, ...BROADCAST_IMPLS,
+    payloadBytes: 100, window: 256, ackStep: 32, ...BROADCAST_IMPLS, rounds: BROADCAST_ROUNDS,
     about: 'clients (2 client processes), one 100 B event per turn to all (saturated: latency is mostly queueing)' },
   { name: 'broadcast-10k', kind: 'broadcast', clients: QUICK ? 60 : 10_000, processes: 4, count: QUICK ? 20 : 30,
-    payloadBytes: 100, window: 64, ackStep: 8, ...BROADCAST_IMPLS,
+    payloadBytes: 100, window: 64, ackStep: 8, ...BROADCAST_IMPLS, rounds: BROADCAST_ROUNDS,
     about: 'clients (4 client processes), one 100 B event per turn to all (saturated: latency is mostly queueing)' },
   // Latency at a load every implementation keeps up with: one event every
   // 40 ms (a broadcast to 1 000 clients takes ~12 ms of server CPU here).
@@ -84,7 +96,7 @@ export const SCENARIOS = [
     about: `one client stops reading while ${STALLED_BYTES / MiB} MiB of 16 KiB broadcasts go to it and to 4 normal clients` },
 ]
   .filter((s) => !ONLY || ONLY.includes(s.name))
-  .map((s) => ({ ...s, impls: s.impls.filter((impl) => !ONLY_IMPLS || ONLY_IMPLS.includes(impl)) }))
+  .map((s) => ({ ...s, rounds: s.rounds ?? ROUNDS, impls: s.impls.filter((impl) => !ONLY_IMPLS || ONLY_IMPLS.includes(impl)) }))
 
 // The target of the stalled scenario: RSS growth at most the cap plus 10 MiB.
 const STALLED_SLACK_MB = 10
@@ -266,7 +278,7 @@ function evaluateTargets(summary) {
 function printSummary(summary) {
   for (const scenario of SCENARIOS) {
     const size = scenario.kind === 'broadcast' ? `${scenario.clients.toLocaleString('en-US')} ${scenario.about}, ${scenario.count} events` : scenario.about
-    console.log(`\n${scenario.name}: ${size}`)
+    console.log(`\n${scenario.name}: ${size}; ${scenario.rounds} round(s)`)
     for (const metric of METRICS[scenario.kind]) {
       const cells = scenario.impls.map((impl) => {
         const e = summary[scenario.name][impl]
@@ -304,16 +316,19 @@ async function measure(impl, scenario) {
 async function main() {
   const rows = []
   const started = Date.now()
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const scenario of SCENARIOS) {
+  const totalRounds = Math.max(...SCENARIOS.map((s) => s.rounds))
+  for (let round = 0; round < totalRounds; round++) {
+    for (const scenario of SCENARIOS.filter((s) => round < s.rounds)) {
       // Alternate the order of the implementations from round to round.
       const impls = scenario.impls
       const order = impls.map((_, i) => impls[(i + round) % impls.length])
       for (const impl of order) {
+        const rowStart = performance.now()
         const result = await measure(impl, scenario)
         rows.push({ scenario: scenario.name, impl, round, ...result })
         const shown = result.valid ? '' : ` INVALID: ${result.error}`
-        process.stdout.write(`round ${round + 1}/${ROUNDS} ${scenario.name.padEnd(17)} ${impl.padEnd(19)}${shown}\n`)
+        const took = ((performance.now() - rowStart) / 1000).toFixed(1)
+        process.stdout.write(`round ${round + 1}/${scenario.rounds} ${scenario.name.padEnd(17)} ${impl.padEnd(19)} ${took.padStart(5)} s${shown}\n`)
       }
     }
   }
