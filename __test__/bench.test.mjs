@@ -10,30 +10,58 @@ import { fileURLToPath } from 'node:url'
 
 const bench = fileURLToPath(new URL('../benchmark/bench.mjs', import.meta.url))
 
-test('npm run bench -- --quick runs every scenario for every implementation with valid counts', { timeout: 180_000 }, async () => {
+test('npm run bench -- --quick runs every scenario for every implementation with valid counts', { timeout: 240_000 }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'native-sse-bench-'))
   try {
     const { stdout } = await new Promise((resolve, reject) => {
-      execFile(process.execPath, [bench, '--quick', '--out', out], { timeout: 170_000 }, (err, stdout, stderr) =>
+      execFile(process.execPath, [bench, '--quick', '--out', out], { timeout: 230_000 }, (err, stdout, stderr) =>
         err ? reject(new Error(`${err.message}\n${stdout}\n${stderr}`)) : resolve({ stdout, stderr }))
     })
     const result = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'))
-    const impls = ['raw', 's42-js', 'better-sse', 'native-sse']
-    const scenarios = ['burst', 'paced', 'payload-1KiB', 'payload-64KiB', 'idle-memory']
-    assert.deepEqual(result.scenarios.map((s) => s.name), scenarios)
-    assert.equal(result.rows.length, impls.length * scenarios.length)
+    const streamImpls = ['raw', 's42-js', 'better-sse', 'native-sse']
+    const broadcastImpls = ['native-sse', 'native-sse-window10', 'better-sse', 'hand-loop']
+    const expected = {
+      burst: streamImpls,
+      paced: streamImpls,
+      'payload-1KiB': streamImpls,
+      'payload-64KiB': streamImpls,
+      'idle-memory': streamImpls,
+      'broadcast-1k': broadcastImpls,
+      'broadcast-10k': broadcastImpls,
+      'broadcast-latency': ['native-sse', 'native-sse-window10'],
+      stalled: ['native-sse', 'better-sse', 'hand-loop'],
+    }
+    assert.deepEqual(result.scenarios.map((s) => s.name), Object.keys(expected))
+    for (const scenario of result.scenarios) assert.deepEqual(scenario.impls, expected[scenario.name])
+    assert.equal(result.rows.length, Object.values(expected).flat().length)
     for (const row of result.rows) assert.equal(row.valid, true, `${row.scenario}/${row.impl}: ${row.error}`)
-    for (const scenario of scenarios) {
-      for (const impl of impls) {
-        const entry = result.summary[scenario][impl]
+    const keys = { stream: 'eventsPerSec', idle: 'heapBytesPerConn', broadcast: 'eventsPerSec', stalled: 'rssGrowthMB' }
+    for (const scenario of result.scenarios) {
+      for (const impl of scenario.impls) {
+        const entry = result.summary[scenario.name][impl]
         assert.equal(entry.valid, true)
-        const key = scenario === 'idle-memory' ? 'heapBytesPerConn' : 'eventsPerSec'
-        assert.ok(Number.isFinite(entry[key].median), `${scenario}/${impl} ${key}`)
+        const key = keys[scenario.kind]
+        assert.ok(Number.isFinite(entry[key].median), `${scenario.name}/${impl} ${key}`)
       }
     }
-    assert.ok(result.targets.length >= 8)
+    // Broadcast rows: every client got every event (the clients check ids
+    // and order; here the totals).
+    for (const row of result.rows) {
+      const scenario = result.scenarios.find((s) => s.name === row.scenario)
+      if (scenario.kind === 'broadcast') {
+        assert.equal(row.deliveries, scenario.clients * scenario.count, `${row.scenario}/${row.impl}`)
+        assert.ok(row.latencyP50Ms > 0 && row.latencyP99Ms >= row.latencyP50Ms, `${row.scenario}/${row.impl} latency`)
+      } else if (scenario.kind === 'stalled') {
+        assert.equal(row.deliveries, scenario.clients * (scenario.count - scenario.warmup), `${row.scenario}/${row.impl}`)
+        assert.equal(row.overflowClosed, scenario.cappedImpls.includes(row.impl), `${row.impl}: stalled member closed for overflow`)
+      }
+    }
+    assert.ok(result.targets.length >= 15)
     assert.match(stdout, /Targets \(native-sse/)
-    assert.match(readFileSync(join(out, 'chart.svg'), 'utf8'), /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/)
+    assert.match(stdout, /flushWindow 10 adds/)
+    const chart = readFileSync(join(out, 'chart.svg'), 'utf8')
+    assert.match(chart, /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/)
+    assert.match(chart, /Stalled member/)
   } finally {
     rmSync(out, { recursive: true, force: true })
   }
@@ -55,6 +83,55 @@ test('the client marks a row invalid when events are missing or out of order', {
     const result = await Promise.race([done, new Promise((r) => setTimeout(() => r({ timeout: true }), 10_000))])
     assert.equal(result.valid, false)
     assert.match(result.error, /expected id 3, got id 4/)
+  } finally {
+    client.kill()
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+  }
+})
+
+test('the broadcast client marks a row invalid when an event is missing, and reports progress', { timeout: 60_000 }, async () => {
+  // Chunked SSE responses that skip event 3 must be caught.
+  const { fork } = await import('node:child_process')
+  const http = await import('node:http')
+  const responses = []
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream' })
+    res.write('event: welcome\ndata: {}\n\nid: 1700000000000-0\n\n')
+    responses.push(res)
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const client = fork(fileURLToPath(new URL('../benchmark/broadcast-client.mjs', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  try {
+    const messages = []
+    const waitFor = (type) => new Promise((resolve) => {
+      const check = () => {
+        const m = messages.find((m) => m.type === type)
+        if (m) resolve(m)
+        else setTimeout(check, 10)
+      }
+      check()
+    })
+    client.on('message', (m) => messages.push(m))
+    client.send({ type: 'open', port: server.address().port, connections: 2, stalled: 0, count: 4, eventName: 'tick', ackStep: 1 })
+    const opened = await Promise.race([waitFor('opened'), new Promise((r) => setTimeout(() => r({ timeout: true }), 10_000))])
+    assert.equal(opened.open, 2)
+    const send = (seqs) => {
+      for (const res of responses) {
+        for (const seq of seqs) res.write(`id: 1700000000000-${seq}\nevent: tick\ndata: {"i":${seq},"t":${Date.now()},"p":""}\n\n`)
+      }
+    }
+    send([1, 2])
+    // Once both streams have event 2, the client reports it (ackStep 1).
+    const progressed = () => new Promise((resolve) => {
+      const check = () => (messages.some((m) => m.type === 'progress' && m.upTo === 2) ? resolve(true) : setTimeout(check, 10))
+      check()
+    })
+    assert.equal(await Promise.race([progressed(), new Promise((r) => setTimeout(() => r(false), 10_000))]), true)
+    send([4, 5])
+    const result = await Promise.race([waitFor('done'), new Promise((r) => setTimeout(() => r({ timeout: true }), 10_000))])
+    assert.equal(result.valid, false)
+    assert.match(result.error, /expected id 1700000000000-3, got id 1700000000000-4/)
   } finally {
     client.kill()
     server.closeAllConnections()

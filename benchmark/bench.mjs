@@ -3,16 +3,24 @@
 // a separate process. `npm run bench` runs the full set; `--quick` runs tiny
 // sizes (used by `npm test` to check that it still runs and counts correctly).
 //
+// The broadcast scenarios (broadcast.mjs) compare native-sse's Channel (by
+// default, and with a 10 ms flush window), better-sse's channel and a
+// hand-written loop that writes one Buffer to every response, with 1 000 and
+// 10 000 clients spread over several client processes, and a member that
+// stops reading while 100 MiB of broadcasts go out.
+//
 //   node benchmark/bench.mjs [--quick] [--rounds N] [--only scenario,...]
 //     [--impls name,...] [--out DIR] [--server-node-args "--cpu-prof ..."]
 // --server-node-args passes flags to each server process (for profiling).
-import { fork } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+import { measureBroadcast, measureStalled } from './broadcast.mjs'
+import { BROADCAST_IMPLEMENTATION_NAMES } from './broadcast-impls.mjs'
 import { renderChart } from './chart.mjs'
+import { child as forkChild } from './child.mjs'
 import { IMPLEMENTATION_NAMES } from './implementations.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -24,58 +32,76 @@ const option = (name, fallback) => {
 }
 
 const QUICK = flag('--quick')
-const ROUNDS = Number(option('--rounds', QUICK ? 1 : 3))
+const ROUNDS_GIVEN = option('--rounds', null)
+const ROUNDS = Number(ROUNDS_GIVEN ?? (QUICK ? 1 : 3))
+// The two saturated broadcast scenarios, which carry the Channel's targets
+// and vary most from run to run on a shared 2-core machine, get 5 rounds by
+// default; --rounds sets every scenario's.
+const BROADCAST_ROUNDS = Number(ROUNDS_GIVEN ?? (QUICK ? 1 : 5))
 const OUT = option('--out', join(here, 'results'))
 const ONLY = option('--only', null)?.split(',')
-const IMPLS = option('--impls', null)?.split(',') ?? IMPLEMENTATION_NAMES
+const ONLY_IMPLS = option('--impls', null)?.split(',')
 const SERVER_NODE_ARGS = option('--server-node-args', '').split(' ').filter(Boolean)
 const ROW_TIMEOUT_MS = 120_000
 
 // Sizes: the default run finishes in a few minutes on a 2-core machine.
+// Each scenario lists its implementations and the ones its ratios are taken
+// against (`bases`).
+const STREAM_IMPLS = { impls: IMPLEMENTATION_NAMES, bases: ['raw', 'better-sse'] }
+const BROADCAST_IMPLS = { impls: BROADCAST_IMPLEMENTATION_NAMES, bases: ['better-sse', 'hand-loop'] }
+const MiB = 2 ** 20
+// The stalled scenario: 16 KiB events; after a warm-up with the normal
+// clients only, 100 MiB of events (6 400) go to the stalled member and the
+// normal ones. In quick mode 10 MiB, and native-sse's cap is lowered to
+// 256 KiB so that the stalled member still overflows.
+const STALLED_EVENT = 16 * 1024
+const STALLED_BYTES = QUICK ? 10 * MiB : 100 * MiB
+const STALLED_WARMUP = QUICK ? 64 : 640
 export const SCENARIOS = [
-  { name: 'burst', kind: 'stream', count: QUICK ? 2000 : 200_000, batch: 100, payloadBytes: 50,
+  { name: 'burst', kind: 'stream', count: QUICK ? 2000 : 200_000, batch: 100, payloadBytes: 50, ...STREAM_IMPLS,
     about: 'one client, 100 small (50 B) events per event-loop turn' },
-  { name: 'paced', kind: 'stream', count: QUICK ? 300 : 20_000, batch: 1, payloadBytes: 50,
+  { name: 'paced', kind: 'stream', count: QUICK ? 300 : 20_000, batch: 1, payloadBytes: 50, ...STREAM_IMPLS,
     about: 'one client, one small (50 B) event per event-loop turn' },
-  { name: 'payload-1KiB', kind: 'stream', count: QUICK ? 500 : 50_000, batch: 100, payloadBytes: 1024,
+  { name: 'payload-1KiB', kind: 'stream', count: QUICK ? 500 : 50_000, batch: 100, payloadBytes: 1024, ...STREAM_IMPLS,
     about: 'one client, 100 medium (1 KiB) events per turn' },
-  { name: 'payload-64KiB', kind: 'stream', count: QUICK ? 40 : 2000, batch: 10, payloadBytes: 65536,
+  { name: 'payload-64KiB', kind: 'stream', count: QUICK ? 40 : 2000, batch: 10, payloadBytes: 65536, ...STREAM_IMPLS,
     about: 'one client, 10 large (64 KiB) events per turn' },
-  { name: 'idle-memory', kind: 'idle', connections: QUICK ? 200 : 10_000,
+  { name: 'idle-memory', kind: 'idle', connections: QUICK ? 200 : 10_000, ...STREAM_IMPLS,
     about: 'open idle connections; heap and RSS per connection after GC' },
-].filter((s) => !ONLY || ONLY.includes(s.name))
+  // Broadcast: one 100 B event per event-loop turn (setImmediate) to every
+  // client; never more than `window` events ahead of the slowest client
+  // (credit from the clients' progress reports, every `ackStep` events):
+  // at most 256 x ~150 B = 38 KiB queued per client with 1 000 clients, and
+  // 64 x 150 B = 10 KiB per client (~100 MB in all) with 10 000.
+  // Default sizes: 1 000 clients x 200 events = 200 000 deliveries (~3 s a
+  // row); 10 000 x 30 = 300 000 (~5 s, plus ~2 s to connect); 5 rounds
+  // each. broadcast-latency: 1 000 x 100 events 40 ms apart (~4.5 s), and
+  // stalled (~1.5-4 s): 3 rounds. The whole default `npm run bench` takes
+  // about 5 minutes on the 2-core machine; --quick about 20 s.
+  { name: 'broadcast-1k', kind: 'broadcast', clients: QUICK ? 20 : 1000, processes: 2, count: QUICK ? 30 : 200,
+    payloadBytes: 100, window: 256, ackStep: 32, ...BROADCAST_IMPLS, rounds: BROADCAST_ROUNDS,
+    about: 'clients (2 client processes), one 100 B event per turn to all (saturated: latency is mostly queueing)' },
+  { name: 'broadcast-10k', kind: 'broadcast', clients: QUICK ? 60 : 10_000, processes: 4, count: QUICK ? 20 : 30,
+    payloadBytes: 100, window: 64, ackStep: 8, ...BROADCAST_IMPLS, rounds: BROADCAST_ROUNDS,
+    about: 'clients (4 client processes), one 100 B event per turn to all (saturated: latency is mostly queueing)' },
+  // Latency at a load every implementation keeps up with: one event every
+  // 40 ms (a broadcast to 1 000 clients takes ~12 ms of server CPU here).
+  { name: 'broadcast-latency', kind: 'broadcast', clients: QUICK ? 20 : 1000, processes: 2, count: QUICK ? 10 : 100, pace: 40,
+    payloadBytes: 100, window: 256, ackStep: 32, impls: ['native-sse', 'native-sse-window10'], bases: [],
+    about: 'clients, one 100 B event every 40 ms (not saturated): send-to-receive latency' },
+  { name: 'stalled', kind: 'stalled', clients: 4, payloadBytes: STALLED_EVENT, warmup: STALLED_WARMUP,
+    count: STALLED_WARMUP + STALLED_BYTES / STALLED_EVENT, window: 64, ackStep: 16,
+    maxBufferedBytes: QUICK ? 256 * 1024 : undefined, capBytes: QUICK ? 256 * 1024 : 4 * MiB,
+    impls: ['native-sse', 'better-sse', 'hand-loop'], bases: [], cappedImpls: ['native-sse'],
+    about: `one client stops reading while ${STALLED_BYTES / MiB} MiB of 16 KiB broadcasts go to it and to 4 normal clients` },
+]
+  .filter((s) => !ONLY || ONLY.includes(s.name))
+  .map((s) => ({ ...s, rounds: s.rounds ?? ROUNDS, impls: s.impls.filter((impl) => !ONLY_IMPLS || ONLY_IMPLS.includes(impl)) }))
 
-function child(script, argv = [], execArgv = []) {
-  const proc = fork(join(here, script), argv, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  const queue = []
-  const waiters = []
-  proc.on('message', (m) => {
-    const i = waiters.findIndex((w) => w.type === m.type)
-    if (i === -1) queue.push(m)
-    else waiters.splice(i, 1)[0].resolve(m)
-  })
-  const exited = new Promise((resolve) => proc.on('exit', resolve))
-  return {
-    send: (m) => proc.send(m),
-    next(type, timeoutMs = ROW_TIMEOUT_MS) {
-      const i = queue.findIndex((m) => m.type === type)
-      if (i !== -1) return Promise.resolve(queue.splice(i, 1)[0])
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${script}: no '${type}' within ${timeoutMs} ms`)), timeoutMs)
-        waiters.push({ type, resolve: (m) => (clearTimeout(timer), resolve(m)) })
-        exited.then((code) => reject(new Error(`${script} exited (${code}) while waiting for '${type}'`)))
-      })
-    },
-    async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.send({ type: 'exit' })
-        const timer = setTimeout(() => proc.kill('SIGKILL'), 3000)
-        await exited
-        clearTimeout(timer)
-      }
-    },
-  }
-}
+// The target of the stalled scenario: RSS growth at most the cap plus 10 MiB.
+const STALLED_SLACK_MB = 10
+
+const child = (script, argv = [], execArgv = []) => forkChild(script, argv, execArgv, ROW_TIMEOUT_MS)
 
 async function measureStream(impl, scenario) {
   const server = child('server.mjs', [impl], SERVER_NODE_ARGS)
@@ -138,15 +164,28 @@ async function measureIdle(impl, scenario) {
   }
 }
 
+const int = (v) => Math.round(v).toLocaleString('en-US')
 const METRICS = {
   stream: [
-    { key: 'eventsPerSec', label: 'events/s', better: 'higher', fmt: (v) => Math.round(v).toLocaleString('en-US') },
+    { key: 'eventsPerSec', label: 'events/s', better: 'higher', fmt: int },
     { key: 'cpuMicrosPerEvent', label: 'server CPU µs/event', better: 'lower', fmt: (v) => v.toFixed(2) },
     { key: 'maxRssMB', label: 'server peak RSS MB', better: 'lower', fmt: (v) => v.toFixed(0) },
   ],
   idle: [
-    { key: 'heapBytesPerConn', label: 'heap B/conn', better: 'lower', fmt: (v) => Math.round(v).toLocaleString('en-US') },
-    { key: 'rssBytesPerConn', label: 'RSS B/conn', better: 'lower', fmt: (v) => Math.round(v).toLocaleString('en-US') },
+    { key: 'heapBytesPerConn', label: 'heap B/conn', better: 'lower', fmt: int },
+    { key: 'rssBytesPerConn', label: 'RSS B/conn', better: 'lower', fmt: int },
+  ],
+  broadcast: [
+    { key: 'eventsPerSec', label: 'delivered events/s', better: 'higher', fmt: int },
+    { key: 'cpuMicrosPerDelivery', label: 'server CPU µs/delivery', better: 'lower', fmt: (v) => v.toFixed(2) },
+    { key: 'userCpuMicrosPerDelivery', label: '  of which user space', better: 'lower', fmt: (v) => v.toFixed(2) },
+    { key: 'latencyP50Ms', label: 'latency p50 ms', better: 'lower', fmt: (v) => v.toFixed(1) },
+    { key: 'latencyP99Ms', label: 'latency p99 ms', better: 'lower', fmt: (v) => v.toFixed(1) },
+    { key: 'clientCpuMicrosPerDelivery', label: 'client CPU µs/delivery', better: 'lower', fmt: (v) => v.toFixed(2) },
+  ],
+  stalled: [
+    { key: 'rssGrowthMB', label: 'server RSS growth MB', better: 'lower', fmt: (v) => v.toFixed(1) },
+    { key: 'eventsPerSec', label: 'delivered events/s', better: 'higher', fmt: int },
   ],
 }
 
@@ -160,7 +199,7 @@ function summarise(rows) {
   const summary = {}
   for (const scenario of SCENARIOS) {
     summary[scenario.name] = {}
-    for (const impl of IMPLS) {
+    for (const impl of scenario.impls) {
       const mine = rows.filter((r) => r.scenario === scenario.name && r.impl === impl)
       const valid = mine.every((r) => r.valid) && mine.length > 0
       const entry = { valid, rounds: mine.length, errors: mine.filter((r) => !r.valid).map((r) => r.error) }
@@ -172,13 +211,13 @@ function summarise(rows) {
       }
       summary[scenario.name][impl] = entry
     }
-    // Ratios of medians: impl / raw and impl / better-sse.
-    for (const impl of IMPLS) {
+    // Ratios of medians: impl / base, for each of the scenario's bases.
+    for (const impl of scenario.impls) {
       const entry = summary[scenario.name][impl]
       if (!entry.valid) continue
       entry.ratios = {}
       for (const metric of METRICS[scenario.kind]) {
-        for (const base of ['raw', 'better-sse']) {
+        for (const base of scenario.bases) {
           const ref = summary[scenario.name][base]
           if (ref?.valid) entry.ratios[`${metric.key}_vs_${base}`] = entry[metric.key].median / ref[metric.key].median
         }
@@ -209,41 +248,87 @@ function evaluateTargets(summary) {
   for (const scenario of SCENARIOS) {
     if (scenario.kind === 'stream') {
       add(`${scenario.name}: events/s vs better-sse`, get(scenario.name, native, 'eventsPerSec') / get(scenario.name, 'better-sse', 'eventsPerSec'), (x) => x > 1, '> 1.0x')
-    } else {
+    } else if (scenario.kind === 'idle') {
       add(`${scenario.name}: heap/conn vs better-sse`, get(scenario.name, native, 'heapBytesPerConn') / get(scenario.name, 'better-sse', 'heapBytesPerConn'), (x) => x <= 1, '<= 1.0x')
     }
+  }
+  for (const scenario of SCENARIOS.filter((s) => s.kind === 'broadcast' && s.bases.length)) {
+    const events = (impl) => get(scenario.name, impl, 'eventsPerSec')
+    add(`${scenario.name}: events/s, native-sse vs better-sse`, events(native) / events('better-sse'), (x) => x >= 1.3, '>= 1.3x')
+    add(`${scenario.name}: events/s, native-sse vs hand-loop`, events(native) / events('hand-loop'), (x) => x >= 0.95, '>= 0.95x')
+    add(`${scenario.name}: events/s, native-sse flushWindow 10 vs better-sse`, events('native-sse-window10') / events('better-sse'), (x) => x >= 3, '>= 3x')
+  }
+  const stalled = SCENARIOS.find((s) => s.kind === 'stalled')
+  if (stalled) {
+    const limitMB = stalled.capBytes / 2 ** 20 + STALLED_SLACK_MB
+    const growth = get(stalled.name, native, 'rssGrowthMB')
+    const target = {
+      name: `${stalled.name}: native-sse RSS growth / (cap + ${STALLED_SLACK_MB} MiB = ${limitMB.toFixed(2)} MiB)`,
+      ratio: growth === undefined ? undefined : growth / limitMB,
+      goal: '<= 1.0x',
+      growthMB: growth,
+      limitMB,
+    }
+    target.met = target.ratio !== undefined && target.ratio <= 1
+    targets.push(target)
   }
   return targets
 }
 
 function printSummary(summary) {
   for (const scenario of SCENARIOS) {
-    console.log(`\n${scenario.name}: ${scenario.about}`)
+    const size = scenario.kind === 'broadcast' ? `${scenario.clients.toLocaleString('en-US')} ${scenario.about}, ${scenario.count} events` : scenario.about
+    console.log(`\n${scenario.name}: ${size}; ${scenario.rounds} round(s)`)
     for (const metric of METRICS[scenario.kind]) {
-      const cells = IMPLS.map((impl) => {
+      const cells = scenario.impls.map((impl) => {
         const e = summary[scenario.name][impl]
         if (!e.valid) return `${impl}: INVALID (${e.errors[0]})`
         const m = e[metric.key]
-        const vsRaw = e.ratios[`${metric.key}_vs_raw`]
-        return `${impl} ${metric.fmt(m.median)} [${metric.fmt(m.min)}–${metric.fmt(m.max)}] ${vsRaw?.toFixed(2)}x raw`
+        const ratios = scenario.bases
+          .filter((base) => base !== impl && e.ratios[`${metric.key}_vs_${base}`] !== undefined)
+          .map((base) => `${e.ratios[`${metric.key}_vs_${base}`].toFixed(2)}x ${base}`)
+        return `${impl} ${metric.fmt(m.median)} [${metric.fmt(m.min)}–${metric.fmt(m.max)}]${ratios.length ? ` ${ratios.join(' ')}` : ''}`
       })
-      console.log(`  ${metric.label.padEnd(20)} ${cells.join(' | ')}`)
+      console.log(`  ${metric.label.padEnd(23)} ${cells.join(' | ')}`)
     }
+    const mine = summary[scenario.name]
+    if (scenario.pace && mine['native-sse']?.valid && mine['native-sse-window10']?.valid) {
+      const added = (key) => (mine['native-sse-window10'][key].median - mine['native-sse'][key].median).toFixed(1)
+      console.log(`  flushWindow 10 adds ${added('latencyP50Ms')} ms of latency at p50, ${added('latencyP99Ms')} ms at p99 (medians)`)
+    }
+  }
+}
+
+async function measure(impl, scenario) {
+  const opts = { serverNodeArgs: SERVER_NODE_ARGS, timeoutMs: ROW_TIMEOUT_MS }
+  switch (scenario.kind) {
+    case 'stream':
+      return measureStream(impl, scenario)
+    case 'idle':
+      return measureIdle(impl, scenario)
+    case 'broadcast':
+      return measureBroadcast(impl, scenario, opts)
+    case 'stalled':
+      return measureStalled(impl, scenario, opts)
   }
 }
 
 async function main() {
   const rows = []
   const started = Date.now()
-  for (let round = 0; round < ROUNDS; round++) {
-    // Alternate the order of the implementations from round to round.
-    const order = IMPLS.map((_, i) => IMPLS[(i + round) % IMPLS.length])
-    for (const scenario of SCENARIOS) {
+  const totalRounds = Math.max(...SCENARIOS.map((s) => s.rounds))
+  for (let round = 0; round < totalRounds; round++) {
+    for (const scenario of SCENARIOS.filter((s) => round < s.rounds)) {
+      // Alternate the order of the implementations from round to round.
+      const impls = scenario.impls
+      const order = impls.map((_, i) => impls[(i + round) % impls.length])
       for (const impl of order) {
-        const result = scenario.kind === 'stream' ? await measureStream(impl, scenario) : await measureIdle(impl, scenario)
+        const rowStart = performance.now()
+        const result = await measure(impl, scenario)
         rows.push({ scenario: scenario.name, impl, round, ...result })
         const shown = result.valid ? '' : ` INVALID: ${result.error}`
-        process.stdout.write(`round ${round + 1}/${ROUNDS} ${scenario.name.padEnd(14)} ${impl.padEnd(11)}${shown}\n`)
+        const took = ((performance.now() - rowStart) / 1000).toFixed(1)
+        process.stdout.write(`round ${round + 1}/${scenario.rounds} ${scenario.name.padEnd(17)} ${impl.padEnd(19)} ${took.padStart(5)} s${shown}\n`)
       }
     }
   }
@@ -253,7 +338,8 @@ async function main() {
   console.log('\nTargets (native-sse, ratios of medians from this run):')
   for (const t of targets) {
     const ratio = t.ratio === undefined || Number.isNaN(t.ratio) ? 'n/a' : `${t.ratio.toFixed(2)}x`
-    console.log(`  ${t.met ? 'MET    ' : 'NOT MET'} ${t.name}: ${ratio} (target ${t.goal})`)
+    const extra = t.growthMB !== undefined ? ` (${t.growthMB.toFixed(1)} MiB)` : ''
+    console.log(`  ${t.met ? 'MET    ' : 'NOT MET'} ${t.name}: ${ratio}${extra} (target ${t.goal})`)
   }
   const cpus = os.cpus()
   const result = {

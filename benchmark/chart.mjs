@@ -3,24 +3,35 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-const COLORS = { raw: '#9aa0a6', 's42-js': '#f4b400', 'better-sse': '#4285f4', 'native-sse': '#db4437' }
+const COLORS = {
+  raw: '#9aa0a6',
+  's42-js': '#f4b400',
+  'hand-loop': '#5f6368',
+  'better-sse': '#4285f4',
+  'native-sse': '#db4437',
+  'native-sse-window10': '#8c1d13',
+}
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;')
 
-function panel({ title, groups, impls, value, format, y, width }) {
+// Bars longer than `clip` (when given) are cut there and marked with '»'.
+function panel({ title, groups, impls, value, format, y, width, clip }) {
   const left = 130
   const barH = 12
   const gap = 10
   const plotW = width - left - 90
-  const max = Math.max(...groups.flatMap((g) => impls.map((impl) => value(g, impl) ?? 0)), 1e-9)
+  const longest = Math.max(...groups.flatMap((g) => impls(g).map((impl) => value(g, impl) ?? 0)).filter(Number.isFinite), 1e-9)
+  const max = clip ? Math.min(clip, longest) : longest
   let out = `<text x="10" y="${y + 16}" font-weight="bold">${esc(title)}</text>`
   let cy = y + 28
   for (const g of groups) {
-    out += `<text x="10" y="${cy + (impls.length * barH) / 2 + 4}">${esc(g.name)}</text>`
-    for (const impl of impls) {
+    out += `<text x="10" y="${cy + (impls(g).length * barH) / 2 + 4}">${esc(g.name)}</text>`
+    for (const impl of impls(g)) {
       const v = value(g, impl)
-      const w = v === undefined ? 0 : Math.max(1, (v / max) * plotW)
+      const ok = v !== undefined && Number.isFinite(v)
+      const w = ok ? Math.max(1, (Math.min(v, max) / max) * plotW) : 0
+      const label = ok ? `${esc(format(v))}${v > max ? ' »' : ''}` : 'invalid'
       out += `<rect x="${left}" y="${cy}" width="${w.toFixed(1)}" height="${barH - 2}" fill="${COLORS[impl] ?? '#666'}"/>`
-      out += `<text x="${left + w + 4}" y="${cy + barH - 3}" font-size="10">${v === undefined ? 'invalid' : esc(format(v))}</text>`
+      out += `<text x="${left + w + 4}" y="${cy + barH - 3}" font-size="10">${label}</text>`
       cy += barH
     }
     cy += gap
@@ -30,36 +41,55 @@ function panel({ title, groups, impls, value, format, y, width }) {
 
 export function renderChart(result) {
   const width = 720
-  const impls = Object.keys(COLORS)
-  const stream = result.scenarios.filter((s) => s.kind === 'stream')
-  const idle = result.scenarios.filter((s) => s.kind === 'idle')
+  const of = (kind) => result.scenarios.filter((s) => s.kind === kind)
+  const implsOf = (scenario) => scenario.impls ?? Object.keys(result.summary[scenario.name] ?? {})
   const metric = (scenario, impl, key) => {
     const e = result.summary[scenario.name]?.[impl]
-    return e?.valid ? e[key].median : undefined
+    return e?.valid ? e[key]?.median : undefined
   }
+  const relative = (base, key) => (g, impl) => metric(g, impl, key) / metric(g, base, key)
+  const x = (v) => `${v.toFixed(2)}x`
+  const saturated = of('broadcast').filter((s) => s.impls.includes('hand-loop'))
+  const latency = of('broadcast').filter((s) => s.name === 'broadcast-latency')
   const panels = [
-    { title: 'Delivered events/s, relative to raw res.write (higher is better)', groups: stream,
-      value: (g, impl) => metric(g, impl, 'eventsPerSec') / metric(g, 'raw', 'eventsPerSec'), format: (v) => `${v.toFixed(2)}x` },
-    { title: 'Server CPU time per event, relative to raw (lower is better)', groups: stream,
-      value: (g, impl) => metric(g, impl, 'cpuMicrosPerEvent') / metric(g, 'raw', 'cpuMicrosPerEvent'), format: (v) => `${v.toFixed(2)}x` },
-    { title: 'Heap per idle connection, bytes (lower is better)', groups: idle,
+    { title: 'Delivered events/s, relative to raw res.write (higher is better)', groups: of('stream'),
+      value: relative('raw', 'eventsPerSec'), format: x },
+    { title: 'Server CPU time per event, relative to raw (lower is better)', groups: of('stream'),
+      value: relative('raw', 'cpuMicrosPerEvent'), format: x },
+    { title: 'Heap per idle connection, bytes (lower is better)', groups: of('idle'),
       value: (g, impl) => metric(g, impl, 'heapBytesPerConn'), format: (v) => `${Math.round(v).toLocaleString('en-US')} B` },
+    { title: 'Broadcast: delivered events/s, relative to hand-loop (higher is better; » cut at 2x)', groups: saturated,
+      value: relative('hand-loop', 'eventsPerSec'), format: x, clip: 2 },
+    { title: 'Broadcast: server CPU time per delivery, relative to hand-loop (lower is better)', groups: saturated,
+      value: relative('hand-loop', 'cpuMicrosPerDelivery'), format: x },
+    { title: 'Broadcast every 40 ms to 1 000 clients: latency p50, ms (lower is better)', groups: latency,
+      value: (g, impl) => metric(g, impl, 'latencyP50Ms'), format: (v) => `${v.toFixed(1)} ms` },
+    { title: 'Broadcast every 40 ms to 1 000 clients: latency p99, ms (lower is better)', groups: latency,
+      value: (g, impl) => metric(g, impl, 'latencyP99Ms'), format: (v) => `${v.toFixed(1)} ms` },
+    { title: 'Stalled member: server RSS growth, MiB (lower is better)', groups: of('stalled'),
+      value: (g, impl) => metric(g, impl, 'rssGrowthMB'), format: (v) => `${v.toFixed(1)} MiB` },
   ]
   let body = ''
   let y = 40
+  const shown = new Set()
   for (const p of panels) {
     if (!p.groups.length) continue
-    const { svg, height } = panel({ ...p, impls, y, width })
+    for (const g of p.groups) for (const impl of implsOf(g)) shown.add(impl)
+    const { svg, height } = panel({ ...p, impls: implsOf, y, width })
     body += svg
     y += height + 10
   }
   let legend = ''
-  impls.forEach((impl, i) => {
-    legend += `<rect x="${10 + i * 130}" y="${y}" width="10" height="10" fill="${COLORS[impl]}"/><text x="${24 + i * 130}" y="${y + 9}" font-size="11">${impl}</text>`
+  const legendImpls = Object.keys(COLORS).filter((impl) => shown.has(impl))
+  legendImpls.forEach((impl, i) => {
+    const lx = 10 + (i % 4) * 170
+    const ly = y + Math.floor(i / 4) * 16
+    legend += `<rect x="${lx}" y="${ly}" width="10" height="10" fill="${COLORS[impl]}"/><text x="${lx + 14}" y="${ly + 9}" font-size="11">${impl === 'native-sse-window10' ? 'native-sse (flushWindow 10)' : impl}</text>`
   })
-  y += 24
+  y += Math.ceil(legendImpls.length / 4) * 16 + 8
   const m = result.machine
-  const caption = `${m.cores} × ${m.cpu}, Node ${m.node}; medians of ${result.rounds} round(s)${result.quick ? ' (quick mode: sizes too small to mean anything)' : ''}`
+  const rounds = [...new Set(result.scenarios.map((s) => s.rounds ?? result.rounds))].sort((a, b) => a - b)
+  const caption = `${m.cores} × ${m.cpu}, Node ${m.node}; medians of ${rounds.join(' or ')} round(s)${result.quick ? ' (quick mode: sizes too small to mean anything)' : ''}`
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y + 10}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
 <text x="10" y="20" font-size="14" font-weight="bold">native-sse benchmark</text>
