@@ -244,28 +244,61 @@ impl Connection {
   pub fn flush(&self, env: &Env) -> Result<()> {
     self.queued.set(false);
     let own = std::mem::take(&mut *self.buffer.borrow_mut());
-    let pieces = std::mem::take(&mut *self.pieces.borrow_mut());
+    // The list of pieces keeps its allocation from tick to tick.
+    let mut pieces = self.pieces.borrow_mut();
     self.pieces_len.set(0);
     if own.is_empty() && pieces.is_empty() {
       return Ok(());
     }
     let Some(res) = self.response(env)? else {
+      pieces.clear();
       return Ok(());
     };
     let raw = env.raw();
     let write = js::get(raw, res.raw(), c"write")?;
-    let chunk = self.chunk(raw, own, pieces)?;
-    let accepted = js::call(raw, res.raw(), write, &[chunk])?;
-    if js::as_bool(raw, accepted)? != Some(false) {
+    let chunk = self.chunk(raw, own, &pieces);
+    pieces.clear();
+    drop(pieces);
+    let accepted = js::call(raw, res.raw(), write, &[chunk?])?;
+    self.wrote(env, &res, js::as_bool(raw, accepted)? != Some(false))
+  }
+
+  /// When the pending bytes are exactly one whole shared batch (the usual
+  /// case for a channel member), takes them for a write shared with other
+  /// connections (see `Runtime::flush_pending`) and returns the batch with
+  /// the response to write it to. The connection is no longer queued then.
+  pub fn take_whole_shared(&self, env: &Env) -> Result<Option<(Rc<SharedBytes>, js::Value)>> {
+    if !self.buffer.borrow().is_empty() {
+      return Ok(None);
+    }
+    let mut pieces = self.pieces.borrow_mut();
+    let shared = match &pieces[..] {
+      [Piece::Shared(shared, 0, end)] if *end == shared.len() => Rc::clone(shared),
+      _ => return Ok(None),
+    };
+    let Some(res) = self.response(env)? else {
+      return Ok(None);
+    };
+    pieces.clear();
+    self.pieces_len.set(0);
+    self.queued.set(false);
+    Ok(Some((shared, res.raw())))
+  }
+
+  /// After a write of the pending bytes that `res.write` answered with
+  /// `accepted`: remembers what Node holds, and closes the connection when
+  /// that is past the cap or the response is gone.
+  pub fn wrote(&self, env: &Env, res: &Object, accepted: bool) -> Result<()> {
+    if accepted {
       self.res_queued.set(0);
       return Ok(());
     }
     // `false` is either backpressure (the chunk is queued) or a stream that
     // is already destroyed or ended (the chunk is dropped).
-    if let Some(reason) = gone_reason(&self.runtime, &res)? {
+    if let Some(reason) = gone_reason(&self.runtime, res)? {
       return self.finish(env, reason);
     }
-    let queued = writable_length(&res)?;
+    let queued = writable_length(res)?;
     self.res_queued.set(queued);
     if queued > self.max_buffered {
       self.overflow(env)?;
@@ -276,17 +309,17 @@ impl Connection {
   /// The value to hand to `res.write` for `pieces` then `own`: the shared
   /// `Buffer` when they are exactly one whole shared batch, else one chunk
   /// with all the bytes.
-  fn chunk(&self, raw: sys::napi_env, own: Vec<u8>, pieces: Vec<Piece>) -> Result<js::Value> {
+  fn chunk(&self, raw: sys::napi_env, own: Vec<u8>, pieces: &[Piece]) -> Result<js::Value> {
     if pieces.is_empty() {
       return js::chunk_from_vec(raw, own);
     }
-    if let ([Piece::Shared(shared, 0, end)], true) = (&pieces[..], own.is_empty()) {
+    if let ([Piece::Shared(shared, 0, end)], true) = (pieces, own.is_empty()) {
       if *end == shared.len() {
         return shared.buffer(raw, self.runtime.flush_generation());
       }
     }
-    let mut bytes = Vec::with_capacity(self.pieces_len_of(&pieces) + own.len());
-    for piece in &pieces {
+    let mut bytes = Vec::with_capacity(pieces_len(pieces) + own.len());
+    for piece in pieces {
       match piece {
         Piece::Own(part) => bytes.extend_from_slice(part),
         Piece::Shared(shared, start, end) => bytes.extend_from_slice(&shared.bytes()[*start..*end]),
@@ -294,16 +327,6 @@ impl Connection {
     }
     bytes.extend_from_slice(&own);
     js::chunk_from_vec(raw, bytes)
-  }
-
-  fn pieces_len_of(&self, pieces: &[Piece]) -> usize {
-    pieces
-      .iter()
-      .map(|piece| match piece {
-        Piece::Own(part) => part.len(),
-        Piece::Shared(_, start, end) => end - start,
-      })
-      .sum()
   }
 
   /// Bytes queued for this client and not yet taken by the socket: this
@@ -483,6 +506,16 @@ fn gone_reason(runtime: &Runtime, res: &Object) -> Result<Option<CloseReason>> {
     Some(2) => Some(CloseReason::Client),
     _ => None,
   })
+}
+
+fn pieces_len(pieces: &[Piece]) -> usize {
+  pieces
+    .iter()
+    .map(|piece| match piece {
+      Piece::Own(part) => part.len(),
+      Piece::Shared(_, start, end) => end - start,
+    })
+    .sum()
 }
 
 /// `res.writableLength`, or 0 when the response does not have it.

@@ -235,6 +235,18 @@ pub fn array_length(env: sys::napi_env, array: Value) -> Result<u32> {
   Ok(length)
 }
 
+/// A new array of `length` holes.
+pub fn array(env: sys::napi_env, length: usize) -> Result<Value> {
+  let mut result = ptr::null_mut();
+  check_status!(unsafe { sys::napi_create_array_with_length(env, length, &mut result) })?;
+  Ok(result)
+}
+
+/// `array[index] = value`.
+pub fn set_element(env: sys::napi_env, array: Value, index: u32, value: Value) -> Result<()> {
+  check_status!(unsafe { sys::napi_set_element(env, array, index, value) })
+}
+
 /// `array[index]`.
 pub fn element(env: sys::napi_env, array: Value, index: u32) -> Result<Value> {
   let mut result = ptr::null_mut();
