@@ -322,3 +322,44 @@ test('control: a hand-written HTTP/2 response with Connection makes Node warn', 
   )
   warnings.length = 0
 })
+
+test('a Channel over HTTP/2: streams of one session share broadcasts, and a returning stream resumes', async (t) => {
+  const { Channel } = await import('native-sse')
+  const channel = new Channel()
+  t.after(() => channel.close())
+  const { srv, client } = await startH2WithClient(t, true, { keepAlive: 0 })
+  const joined = []
+  const next = async (open) => {
+    const opened = srv.opened()
+    const res = open()
+    const { sse } = await opened
+    assert.equal(channel.add(sse), true)
+    joined.push(sse)
+    return res
+  }
+  const a = await next(() => client.get())
+  const b = await next(() => client.get())
+  const id1 = channel.broadcast({ eventName: 'news', eventPayload: 1 })
+  const id2 = channel.broadcast({ eventName: 'news', eventPayload: 2 })
+  const events = `id: ${id1}\nevent: news\ndata: 1\n\nid: ${id2}\nevent: news\ndata: 2\n\n`
+  for (const [i, res] of [a, b].entries()) {
+    await waitFor(() => res.body().endsWith(events), { what: `stream ${i}` })
+    const head = id1.replace(/-\d+$/, '-0')
+    assert.equal(res.body(), s42Frame(0, 'welcome', { uuid: joined[i].getUUID() }) + `id: ${head}\n\n` + events)
+  }
+  // An HTTP/2 stream that comes back with Last-Event-ID gets what it missed.
+  const opened = srv.opened()
+  const stream = client.session.request({ ':path': '/events', 'last-event-id': id1 })
+  const received = []
+  stream.on('data', (chunk) => received.push(chunk))
+  const { sse } = await opened
+  channel.add(sse)
+  await waitFor(() => Buffer.concat(received).toString().endsWith(`id: ${id2}\nevent: news\ndata: 2\n\n`), { what: 'the replay' })
+  assert.equal(
+    Buffer.concat(received).toString(),
+    `event: welcome\ndata: {"uuid":"${sse.getUUID()}"}\n\nid: ${id2}\nevent: news\ndata: 2\n\n`,
+  )
+  stream.close()
+  await settle()
+  assertNoWarnings()
+})
