@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 
 import { chromium } from 'playwright-core'
-import { SSE } from 'native-sse'
+import { Channel, SSE } from 'native-sse'
 import { UUID_V4, startServer, waitFor } from './helpers.mjs'
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
@@ -50,6 +50,22 @@ const PAGE = `<!doctype html>
 </script>
 `
 
+// A page on a channel: it records channel events and resets.
+const CHANNEL_PAGE = `<!doctype html>
+<meta charset="utf-8">
+<title>native-sse channel test</title>
+<script>
+  window.log = []
+  const es = new EventSource('/channel-events')
+  for (const type of ['news', 'reset']) {
+    es.addEventListener(type, (e) => window.log.push({ type: e.type, data: e.data, lastEventId: e.lastEventId }))
+  }
+</script>
+`
+const channel = new Channel()
+// One entry per request to /channel-events, in order.
+const members = []
+
 let srv
 let context
 let page
@@ -68,6 +84,13 @@ before(async () => {
     if (req.url === '/') {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' })
       res.end(PAGE)
+    } else if (req.url === '/channel') {
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' })
+      res.end(CHANNEL_PAGE)
+    } else if (req.url === '/channel-events') {
+      const sse = new SSE(req, res, { retry: RETRY_MS, keepAlive: 0 })
+      channel.add(sse)
+      members.push(sse)
     } else if (req.url === '/events') {
       const sse = new SSE(req, res, { retry: RETRY_MS })
       const stream = { sse, accept: req.headers.accept, at: Date.now(), closeReason: null }
@@ -88,6 +111,7 @@ before(async () => {
 })
 
 after(async () => {
+  channel.close()
   try {
     await context?.close()
   } finally {
@@ -157,4 +181,33 @@ test('Chromium receives the events, reconnects after the end with Last-Event-ID,
   const counts = await page.evaluate(() => ({ opens: window.opens, errors: window.errors, messages: window.messages }))
   assert.deepEqual(counts, { opens: 2, errors: 1, messages: 0 })
   assert.equal(streams.length, 2, 'no other /events request')
+})
+
+test('Chromium on a channel keeps its position across reconnects: the id-only position line, no welcome id, replay', async () => {
+  await page.goto(`${srv.url}/channel`, { timeout: WAIT_MS })
+  await waitFor(() => members.length === 1 && channel.size === 1, { timeoutMs: WAIT_MS, what: 'the page to join' })
+  const start = channel.lastEventId
+
+  // Ended before any channel event: the page's position is the channel's
+  // (from the id-only line), not the welcome's 0, so it misses nothing.
+  members[0].close()
+  const first = channel.broadcast({ eventName: 'news', eventPayload: 1 })
+  await waitFor(() => members.length === 2, { timeoutMs: WAIT_MS, what: 'the first reconnect' })
+  assert.equal(members[1].lastEventId, start)
+  await page.waitForFunction(() => window.log.length >= 1, null, { timeout: WAIT_MS })
+
+  // Ended right after the replay: the welcome of the next stream carries no
+  // id, so the page still resumes from the event it saw.
+  members[1].close()
+  const second = channel.broadcast({ eventName: 'news', eventPayload: 2 })
+  await waitFor(() => members.length === 3, { timeoutMs: WAIT_MS, what: 'the second reconnect' })
+  assert.equal(members[2].lastEventId, first)
+  await page.waitForFunction(() => window.log.length >= 2, null, { timeout: WAIT_MS })
+  const live = channel.broadcast({ eventName: 'news', eventPayload: 3 })
+  await page.waitForFunction(() => window.log.length >= 3, null, { timeout: WAIT_MS })
+  assert.deepEqual(await page.evaluate(() => window.log), [
+    { type: 'news', data: '1', lastEventId: first },
+    { type: 'news', data: '2', lastEventId: second },
+    { type: 'news', data: '3', lastEventId: live },
+  ])
 })
