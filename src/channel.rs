@@ -23,6 +23,7 @@ use crate::event_id::ChannelId;
 use crate::frame::{self, Event, EventId};
 use crate::history::{History, Resume};
 use crate::js;
+use crate::open;
 use crate::options::{self, ChannelOptions};
 use crate::redis::RedisLink;
 use crate::runtime::Runtime;
@@ -30,6 +31,7 @@ use crate::shared::SharedBytes;
 use crate::sse::SSE;
 
 const BROADCAST: &str = "broadcast(event, options)";
+const NEW_CHANNEL: &str = "new Channel(options)";
 
 /// A group of SSE streams that receive the same events.
 ///
@@ -853,21 +855,9 @@ fn read_channel_options<'env>(
     redis: None,
     _env: std::marker::PhantomData,
   };
-  let Some(value) = value else {
+  let Some(object) = open::options_object(env, value, NEW_CHANNEL)? else {
     return Ok(given);
   };
-  match value.get_type()? {
-    ValueType::Undefined | ValueType::Null => return Ok(given),
-    ValueType::Object => {}
-    other => {
-      return Err(channel_option_error(
-        env,
-        "options",
-        &format!("must be an object (got {})", errors::type_name(other)),
-      ))
-    }
-  }
-  let object = unsafe { value.cast::<Object>() }?;
   let options = &mut given.options;
   let rules: [(&str, &mut u64, u64, u64); 4] = [
     ("historyEvents", &mut options.history_events, 0, 1 << 24),
@@ -962,16 +952,7 @@ fn read_channel_options<'env>(
 }
 
 fn channel_option_error(env: &Env, name: &str, rule: &str) -> Error {
-  let what = if name == "options" {
-    "options".to_owned()
-  } else {
-    format!("options.{name}")
-  };
-  type_error(
-    env,
-    errors::INVALID_OPTION,
-    &format!("new Channel(options): {what} {rule}"),
-  )
+  errors::option_error(env, NEW_CHANNEL, name, rule)
 }
 
 /// Milliseconds since the Unix epoch: the `ms` part of an in-process

@@ -43,6 +43,17 @@ pub fn type_error(env: &Env, code: &str, message: &str) -> Error {
   }
 }
 
+/// `ERR_SSE_INVALID_OPTION` for the option `name` of `call` (`"options"`
+/// for the options argument itself): "`call`: options.`name` `rule`".
+pub fn option_error(env: &Env, call: &str, name: &str, rule: &str) -> Error {
+  let what = if name == "options" {
+    "options".to_owned()
+  } else {
+    format!("options.{name}")
+  };
+  type_error(env, INVALID_OPTION, &format!("{call}: {what} {rule}"))
+}
+
 /// A `TypeError` for an argument of the wrong type: "`subject` must be
 /// `expected` (got <typeof>)", e.g. "send(event): event.id must be a string
 /// (got number)".

@@ -5,7 +5,7 @@
 use napi::bindgen_prelude::*;
 use napi::{Env, JsString, ValueType};
 
-use crate::errors::{self, type_error};
+use crate::errors;
 use crate::js;
 use crate::options::{self, Options};
 use crate::validate;
@@ -24,21 +24,9 @@ pub fn read_options<'env>(env: &Env, value: Option<Unknown<'env>>) -> Result<Giv
     options: Options::default(),
     headers: Vec::new(),
   };
-  let Some(value) = value else {
+  let Some(object) = options_object(env, value, "new SSE(req, res, options)")? else {
     return Ok(given);
   };
-  match value.get_type()? {
-    ValueType::Undefined | ValueType::Null => return Ok(given),
-    ValueType::Object => {}
-    other => {
-      return Err(option_error(
-        env,
-        "options",
-        &format!("must be an object (got {})", errors::type_name(other)),
-      ))
-    }
-  }
-  let object = unsafe { value.cast::<Object>() }?;
   let options = &mut given.options;
 
   if let Some(ms) = number_option(env, &object, "keepAlive")? {
@@ -111,16 +99,30 @@ fn checked(env: &Env, name: &str, value: std::result::Result<u64, String>) -> Re
 }
 
 fn option_error(env: &Env, name: &str, rule: &str) -> Error {
-  let what = if name == "options" {
-    "options".to_owned()
-  } else {
-    format!("options.{name}")
+  errors::option_error(env, "new SSE(req, res, options)", name, rule)
+}
+
+/// The options argument of `call` as an object: `None` when it is absent,
+/// `undefined` or `null`, an `ERR_SSE_INVALID_OPTION` when it is anything
+/// else but an object.
+pub fn options_object<'env>(
+  env: &Env,
+  value: Option<Unknown<'env>>,
+  call: &str,
+) -> Result<Option<Object<'env>>> {
+  let Some(value) = value else {
+    return Ok(None);
   };
-  type_error(
-    env,
-    errors::INVALID_OPTION,
-    &format!("new SSE(req, res, options): {what} {rule}"),
-  )
+  match value.get_type()? {
+    ValueType::Undefined | ValueType::Null => Ok(None),
+    ValueType::Object => Ok(Some(unsafe { value.cast::<Object>() }?)),
+    other => Err(errors::option_error(
+      env,
+      call,
+      "options",
+      &format!("must be an object (got {})", errors::type_name(other)),
+    )),
+  }
 }
 
 /// The user's headers: own, enumerable, string keys, each with its value,
