@@ -109,6 +109,30 @@ test('the events of one tick reach each member in one write of one shared Buffer
   channel.close()
 })
 
+test('in one tick, whatever else a member gets comes after the broadcasts before it: send, close, remove, channel close', async () => {
+  channel = new Channel()
+  const [sender, closer, removed, kept] = [await join(), await join(), await join(), await join()]
+  await nextTick()
+  const before = new Map([sender, closer, removed, kept].map((m) => [m, m.body().length]))
+  const b1 = channel.broadcast({ eventName: 'b', eventPayload: 1 })
+  sender.sse.send({ eventName: 'own', eventPayload: 'after b1' })
+  closer.sse.close()
+  channel.remove(removed.sse)
+  const b2 = channel.broadcast({ eventName: 'b', eventPayload: 2 })
+  channel.close()
+  const tail = (m) => m.body().slice(before.get(m))
+  await sender.client.waitForBody((body) => body.endsWith(frame(b2, 'b', 2)))
+  assert.equal(tail(sender), frame(b1, 'b', 1) + frame(1, 'own', 'after b1') + frame(b2, 'b', 2))
+  await closer.client.waitForBody((body, parsed) => parsed.complete)
+  assert.equal(tail(closer), frame(b1, 'b', 1), 'close() writes the broadcast before ending')
+  await removed.client.waitForBody((body) => body.endsWith(frame(b1, 'b', 1)))
+  await kept.client.waitForBody((body) => body.endsWith(frame(b2, 'b', 2)))
+  assert.equal(tail(kept), frame(b1, 'b', 1) + frame(b2, 'b', 2), 'channel.close() writes what was broadcast')
+  await nextTick()
+  assert.equal(tail(removed), frame(b1, 'b', 1), 'a removed member keeps what was broadcast before, nothing after')
+  for (const m of [sender, closer, removed, kept]) m.client.close()
+})
+
 test('1000 real connections: every member receives every event exactly once, in order', async () => {
   channel = new Channel()
   const COUNT = 1000

@@ -8,7 +8,7 @@
 //! `shared::SharedBytes`; Redis is reached through a small JavaScript
 //! transport (`redis.rs`).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
@@ -26,7 +26,7 @@ use crate::js;
 use crate::open;
 use crate::options::{self, ChannelOptions};
 use crate::redis::RedisLink;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, TickFlush};
 use crate::shared::SharedBytes;
 use crate::sse::SSE;
 
@@ -64,6 +64,35 @@ pub(crate) struct Core {
   batch: RefCell<Option<(u64, Rc<SharedBytes>)>>,
   window: Option<Window>,
   closed: Cell<bool>,
+  /// The members' responses, in the order of `members`: the list the
+  /// end-of-tick shared write goes through.
+  responses: RefCell<Option<ObjectRef<false>>>,
+  tick: RefCell<Tick>,
+  /// Members still waiting for their replay (Redis), or whose replay went
+  /// further than the reader has read, which take events one by one.
+  joining: RefCell<Vec<Rc<Member>>>,
+}
+
+/// The broadcasts of the current tick (without a flush window). They go to
+/// most members in one shared write at the end of the tick, through
+/// `responses` in one JS loop, with no work per member before that. A
+/// member is *explicit* for the tick when its connection also takes other
+/// bytes (its own `send()`, a heartbeat, another channel), when it joined
+/// in this tick, when it is still joining, or after a targeted broadcast:
+/// it is handed the tick's events so far, in order before those other
+/// bytes, and takes the rest one by one.
+#[derive(Default)]
+struct Tick {
+  /// The runtime's flush generation this state belongs to.
+  generation: u64,
+  /// Whether the end-of-tick write has run (the state is then stale).
+  flushed: bool,
+  /// The tick's shared bytes, once something was broadcast.
+  batch: Option<Rc<SharedBytes>>,
+  /// The id of the newest event in `batch`.
+  last: ChannelId,
+  explicit: HashSet<u64>,
+  explicit_members: Vec<Rc<Member>>,
 }
 
 enum Source {
@@ -152,6 +181,7 @@ impl Channel {
       Some((redis, stream)) => Some(RedisLink::new(env, *redis, stream, options.max_len)?),
       None => None,
     };
+    let responses = Object::from_raw(env.raw(), js::array(env.raw(), 0)?).create_ref()?;
     let core = Rc::new({
       let source = match redis {
         Some(link) => Source::Redis(link),
@@ -177,6 +207,9 @@ impl Channel {
         batch: RefCell::new(None),
         window,
         closed: Cell::new(false),
+        responses: RefCell::new(Some(responses)),
+        tick: RefCell::new(Tick::default()),
+        joining: RefCell::new(Vec::new()),
       }
     });
     if let Source::Redis(link) = &core.source {
@@ -217,11 +250,24 @@ impl Channel {
       after: Cell::new(ChannelId::ZERO),
       joining: RefCell::new(None),
     });
+    let Some(res) = conn.response(env)? else {
+      return Ok(false);
+    };
     {
       let mut members = core.members.borrow_mut();
-      core.index.borrow_mut().insert(conn.id, members.len());
+      let position = members.len();
+      core.index.borrow_mut().insert(conn.id, position);
       members.push(Rc::clone(&member));
+      js::set_element(
+        env.raw(),
+        core.responses_value(env)?,
+        position as u32,
+        res.raw(),
+      )?;
     }
+    // What it receives on joining comes from its replay or its position,
+    // not from this tick's shared write.
+    core.make_explicit(&mut core.tick_mut(), &member);
     let weak: Weak<dyn Membership> = Rc::downgrade(&(Rc::clone(core) as Rc<dyn Membership>));
     conn.join(weak);
     let last = instance.last_event_id_text();
@@ -448,9 +494,191 @@ impl Core {
           window.armed.set(true);
         }
       }
-      None => self.deliver(env, &shared, &[(id, start, end, &targets)])?,
+      None => self.deliver_in_tick(env, &shared, id, start, end, &targets)?,
     }
     Ok(())
+  }
+
+  /// The state of the current tick, fresh once the runtime's end-of-tick
+  /// flush has moved on (members still joining start explicit).
+  fn tick_mut(&self) -> RefMut<'_, Tick> {
+    let mut tick = self.tick.borrow_mut();
+    let generation = self.runtime.generation();
+    if tick.flushed || tick.generation != generation {
+      *tick = Tick {
+        generation,
+        ..Tick::default()
+      };
+      // Members still joining, and members whose replay went further than
+      // this process has read (Redis: the reader lags behind the replay's
+      // snapshot), take events one by one, which skips what they have.
+      let head = self.head().unwrap_or(ChannelId::ZERO);
+      let mut joining = self.joining.borrow_mut();
+      joining.retain(|member| {
+        (member.is_joining() || member.after.get() > head) && !member.conn.is_closed()
+      });
+      for member in joining.iter() {
+        tick.explicit.insert(member.conn.id);
+        tick.explicit_members.push(Rc::clone(member));
+      }
+    }
+    tick
+  }
+
+  fn make_explicit(&self, tick: &mut Tick, member: &Rc<Member>) {
+    if tick.explicit.insert(member.conn.id) {
+      tick.explicit_members.push(Rc::clone(member));
+    }
+  }
+
+  /// Writes the event `id` (`shared[start..end]`) of a channel without a
+  /// flush window: for everyone, it joins the tick's shared write and goes
+  /// now only to the explicit members; for some members only, everyone is
+  /// handed the tick's events so far and it goes to each one it is for.
+  fn deliver_in_tick(
+    self: &Rc<Self>,
+    env: &Env,
+    shared: &Rc<SharedBytes>,
+    id: ChannelId,
+    start: usize,
+    end: usize,
+    targets: &Targets,
+  ) -> Result<()> {
+    let mut schedule = false;
+    let explicit = {
+      let mut tick = self.tick_mut();
+      if !matches!(targets, Targets::All) {
+        // Rare: give up the shared write for this tick.
+        let implicit: Vec<Rc<Member>> = self
+          .members
+          .borrow()
+          .iter()
+          .filter(|member| !tick.explicit.contains(&member.conn.id))
+          .cloned()
+          .collect();
+        let handed = tick.batch.clone().map(|batch| (batch, tick.last));
+        for member in &implicit {
+          self.make_explicit(&mut tick, member);
+        }
+        drop(tick);
+        if let Some((batch, last)) = handed {
+          for member in &implicit {
+            self.hand_over(env, member, &batch, start, last)?;
+          }
+        }
+        tick = self.tick_mut();
+      }
+      if tick.batch.is_none() {
+        tick.batch = Some(Rc::clone(shared));
+        schedule = true;
+      }
+      tick.last = id;
+      tick.explicit_members.clone()
+    };
+    if schedule && matches!(targets, Targets::All) {
+      let flusher: Rc<dyn TickFlush> = Rc::clone(self) as Rc<dyn TickFlush>;
+      self.runtime.enqueue_flusher(env, flusher)?;
+    }
+    self.deliver_to(env, &explicit, shared, &[(id, start, end, targets)])
+  }
+
+  /// Gives `member` the tick's shared bytes up to `upto` (the events up to
+  /// `last`), which it would otherwise get at the end of the tick.
+  fn hand_over(
+    &self,
+    env: &Env,
+    member: &Rc<Member>,
+    batch: &Rc<SharedBytes>,
+    upto: usize,
+    last: ChannelId,
+  ) -> Result<()> {
+    if upto == 0 || member.conn.is_closed() || member.is_joining() {
+      return Ok(());
+    }
+    member.after.set(member.after.get().max(last));
+    member.conn.push_shared_untouched(env, batch, 0, upto)?;
+    Ok(())
+  }
+
+  /// The end-of-tick shared write: the tick's bytes to every member that
+  /// is not explicit, in one JS loop over `responses`.
+  fn write_tick(&self, env: &Env) -> Result<()> {
+    let (batch, explicit) = {
+      let mut tick = self.tick.borrow_mut();
+      tick.flushed = true;
+      tick.explicit_members.clear();
+      (tick.batch.take(), std::mem::take(&mut tick.explicit))
+    };
+    let Some(batch) = batch else {
+      return Ok(());
+    };
+    self.prune_left(env);
+    if batch.len() == 0 || self.closed.get() {
+      return Ok(());
+    }
+    let raw = env.raw();
+    let slow = {
+      let members = self.members.borrow();
+      let index = self.index.borrow();
+      let skip: Vec<u32> = explicit
+        .iter()
+        .filter_map(|id| index.get(id).map(|&position| position as u32))
+        .collect();
+      if skip.len() >= members.len() {
+        return Ok(());
+      }
+      let skip = if skip.is_empty() {
+        js::null(raw)?
+      } else {
+        let list = js::array(raw, skip.len())?;
+        for (k, position) in skip.iter().enumerate() {
+          js::set_element(raw, list, k as u32, js::uint32(raw, *position)?)?;
+        }
+        list
+      };
+      let responses = self.responses_value(env)?;
+      let chunk = batch.buffer(raw, self.runtime.flush_generation())?;
+      let write = self.runtime.write_shared_function(raw)?;
+      let slow = js::call(raw, js::undefined(raw)?, write, &[chunk, responses, skip])?;
+      let mut found = Vec::new();
+      if js::type_of(raw, slow)? == sys::ValueType::napi_object {
+        for k in 0..js::array_length(raw, slow)? {
+          let Some(position) = js::as_u32(raw, js::element(raw, slow, k)?)? else {
+            continue;
+          };
+          if let Some(member) = members.get(position as usize) {
+            found.push((
+              Rc::clone(&member.conn),
+              js::element(raw, responses, position)?,
+            ));
+          }
+        }
+      }
+      found
+    };
+    let mut first_error = None;
+    for (conn, res) in slow {
+      if let Err(err) = conn.wrote(env, &Object::from_raw(raw, res), false) {
+        first_error.get_or_insert(err);
+      }
+    }
+    first_error.map_or(Ok(()), Err)
+  }
+
+  fn responses_value(&self, env: &Env) -> Result<js::Value> {
+    match self.responses.borrow().as_ref() {
+      Some(responses) => Ok(responses.get_value(env)?.raw()),
+      None => Err(Error::new(
+        Status::GenericFailure,
+        "the channel is released",
+      )),
+    }
+  }
+
+  /// Notes a member whose replay is on its way (Redis).
+  pub(crate) fn note_joining(&self, member: &Rc<Member>) {
+    self.joining.borrow_mut().push(Rc::clone(member));
+    self.make_explicit(&mut self.tick_mut(), member);
   }
 
   /// The shared bytes of the current tick: a new batch once the end-of-tick
@@ -482,9 +710,20 @@ impl Core {
     shared: &Rc<SharedBytes>,
     events: &[(ChannelId, usize, usize, &Targets)],
   ) -> Result<()> {
+    let members = self.members_snapshot();
+    self.deliver_to(env, &members, shared, events)
+  }
+
+  /// [`Core::deliver`] to `members` only.
+  fn deliver_to(
+    &self,
+    env: &Env,
+    members: &[Rc<Member>],
+    shared: &Rc<SharedBytes>,
+    events: &[(ChannelId, usize, usize, &Targets)],
+  ) -> Result<()> {
     let mut first_error = None;
     {
-      let members = self.members.borrow();
       for member in members.iter() {
         if member.conn.is_closed() {
           continue;
@@ -591,6 +830,18 @@ impl Core {
   }
 
   pub(crate) fn remove_member(&self, env: &Env, conn_id: u64) {
+    // A member that leaves while open keeps the events broadcast before.
+    let leaving = {
+      let index = self.index.borrow();
+      let members = self.members.try_borrow();
+      match (index.get(&conn_id), members) {
+        (Some(&position), Ok(members)) => members.get(position).cloned(),
+        _ => None,
+      }
+    };
+    if let Some(member) = &leaving {
+      let _ = self.touched(env, member);
+    }
     let Ok(mut members) = self.members.try_borrow_mut() else {
       self.left.borrow_mut().push(conn_id);
       return;
@@ -603,7 +854,30 @@ impl Core {
     if let Some(moved) = members.get(position) {
       index.insert(moved.conn.id, position);
     }
+    let last = members.len();
     drop((members, index));
+    if let Ok(responses) = self.responses_value(env) {
+      let raw = env.raw();
+      let moved = if position < last {
+        js::element(raw, responses, last as u32).ok()
+      } else {
+        None
+      };
+      if let Some(moved) = moved {
+        let _ = js::set_element(raw, responses, position as u32, moved);
+      }
+      if let Ok(length) = js::uint32(raw, last as u32) {
+        let _ = js::set_named(raw, responses, c"length", length);
+      }
+    }
+    {
+      let mut tick = self.tick.borrow_mut();
+      if tick.explicit.remove(&conn_id) {
+        tick
+          .explicit_members
+          .retain(|other| other.conn.id != conn_id);
+      }
+    }
     member.conn.leave(self as *const Core as *const ());
     let sse = member.sse.borrow_mut().take();
     if let Some(sse) = sse {
@@ -637,6 +911,7 @@ impl Core {
       return Ok(());
     }
     let flushed = self.flush_window(env);
+    self.hand_over_tick(env);
     self.closed.set(true);
     if let Source::Redis(link) = &self.source {
       link.stop(env)?;
@@ -645,9 +920,63 @@ impl Core {
     flushed
   }
 
+  /// A member's connection takes other bytes: unless it is explicit for
+  /// this tick already, it is handed the tick's events so far and becomes
+  /// explicit.
+  fn touched(&self, env: &Env, member: &Rc<Member>) -> Result<()> {
+    if self.window.is_some() || self.runtime.is_flushing() {
+      return Ok(());
+    }
+    let handed = {
+      let mut tick = self.tick_mut();
+      if tick.explicit.contains(&member.conn.id) {
+        return Ok(());
+      }
+      self.make_explicit(&mut tick, member);
+      tick.batch.clone().map(|batch| (batch, tick.last))
+    };
+    if let Some((batch, last)) = handed {
+      let upto = batch.len();
+      self.hand_over(env, member, &batch, upto, last)?;
+    }
+    Ok(())
+  }
+
+  /// Hands this tick's events to every member that would have got them in
+  /// the end-of-tick write (the channel is closing).
+  fn hand_over_tick(&self, env: &Env) {
+    let (batch, last, explicit) = {
+      let mut tick = self.tick.borrow_mut();
+      tick.flushed = true;
+      tick.explicit_members.clear();
+      (
+        tick.batch.take(),
+        tick.last,
+        std::mem::take(&mut tick.explicit),
+      )
+    };
+    let Some(batch) = batch else {
+      return;
+    };
+    let upto = batch.len();
+    for member in self.members_snapshot() {
+      if !explicit.contains(&member.conn.id) {
+        let _ = self.hand_over(env, &member, &batch, upto, last);
+      }
+    }
+  }
+
   /// Lets go of every member and its SSE reference.
   fn release(&self, env: &Env) {
+    if !self.closed.get() {
+      self.hand_over_tick(env);
+    }
     self.closed.set(true);
+    if let Some(responses) = self.responses.borrow_mut().take() {
+      let _ = responses.unref(env);
+    }
+    *self.tick.borrow_mut() = Tick::default();
+    self.joining.borrow_mut().clear();
     let members = std::mem::take(&mut *self.members.borrow_mut());
     self.index.borrow_mut().clear();
     self.left.borrow_mut().clear();
@@ -667,6 +996,29 @@ impl Core {
 impl Membership for Core {
   fn member_closed(&self, env: &Env, conn: &Connection) {
     self.remove_member(env, conn.id);
+  }
+
+  fn member_touched(&self, env: &Env, conn: &Rc<Connection>) {
+    let member = {
+      let index = self.index.borrow();
+      let Ok(members) = self.members.try_borrow() else {
+        return;
+      };
+      index
+        .get(&conn.id)
+        .and_then(|&position| members.get(position).cloned())
+    };
+    if let Some(member) = member {
+      if let Err(err) = self.touched(env, &member) {
+        js::throw_uncaught(env.raw(), err);
+      }
+    }
+  }
+}
+
+impl TickFlush for Core {
+  fn flush_tick(&self, env: &Env) -> Result<()> {
+    self.write_tick(env)
   }
 }
 

@@ -20,9 +20,15 @@ use crate::shared::SharedBytes;
 /// which bounds its buffer.
 const FLUSH_AT_BYTES: usize = 128 * 1024;
 
-/// A group the connection belongs to (a channel), told when it ends.
+/// A group the connection belongs to (a channel).
 pub trait Membership {
+  /// The connection ended.
   fn member_closed(&self, env: &Env, conn: &Connection);
+  /// The connection is about to take bytes from elsewhere (or to write):
+  /// a channel that counts on writing this tick's events to it together
+  /// with its other members must hand them over now, so that they come
+  /// first.
+  fn member_touched(&self, env: &Env, conn: &Rc<Connection>);
 }
 
 /// Bytes waiting for `res.write`, before the connection's own buffer.
@@ -182,6 +188,7 @@ impl Connection {
     env: &Env,
     fill: impl FnOnce(&mut Vec<u8>) -> Result<()>,
   ) -> Result<bool> {
+    self.touch(env);
     let own = {
       let mut buffer = self.buffer.borrow_mut();
       fill(&mut buffer)?;
@@ -190,9 +197,37 @@ impl Connection {
     self.queue(env, own)
   }
 
+  /// Tells the channels this connection is in that other bytes are coming
+  /// (see [`Membership::member_touched`]).
+  fn touch(self: &Rc<Self>, env: &Env) {
+    let mut i = 0;
+    loop {
+      let Some(channel) = self.memberships.borrow().get(i).cloned() else {
+        break;
+      };
+      if let Some(channel) = channel.upgrade() {
+        channel.member_touched(env, self);
+      }
+      i += 1;
+    }
+  }
+
   /// Appends `shared[start..end]` to the pending bytes without copying
   /// them, then makes sure they are written, as [`Connection::push`] does.
   pub fn push_shared(
+    self: &Rc<Self>,
+    env: &Env,
+    shared: &Rc<SharedBytes>,
+    start: usize,
+    end: usize,
+  ) -> Result<bool> {
+    self.touch(env);
+    self.push_shared_untouched(env, shared, start, end)
+  }
+
+  /// [`Connection::push_shared`] for the channel that is handing over its
+  /// bytes of the tick: without telling the channels again.
+  pub fn push_shared_untouched(
     self: &Rc<Self>,
     env: &Env,
     shared: &Rc<SharedBytes>,
@@ -241,7 +276,12 @@ impl Connection {
   }
 
   /// Hands the pending bytes to `res.write` in one call.
-  pub fn flush(&self, env: &Env) -> Result<()> {
+  pub fn flush(self: &Rc<Self>, env: &Env) -> Result<()> {
+    if !self.runtime.is_flushing() {
+      // Written before the end of the tick (`close()`, a large event):
+      // a channel's shared events for this tick come first.
+      self.touch(env);
+    }
     self.queued.set(false);
     let own = std::mem::take(&mut *self.buffer.borrow_mut());
     // The list of pieces keeps its allocation from tick to tick.
@@ -354,7 +394,7 @@ impl Connection {
 
   /// Writes what is pending, then ends the response once. Later calls do
   /// nothing.
-  pub fn close(&self, env: &Env) -> Result<()> {
+  pub fn close(self: &Rc<Self>, env: &Env) -> Result<()> {
     self.flush(env)?;
     self.finish_with(env, CloseReason::Server, "end")
   }
@@ -484,7 +524,8 @@ impl Connection {
     }
   }
 
-  fn response<'env>(&self, env: &'env Env) -> Result<Option<Object<'env>>> {
+  /// The response, while the stream is open.
+  pub fn response<'env>(&self, env: &'env Env) -> Result<Option<Object<'env>>> {
     if self.closed.get() {
       return Ok(None);
     }

@@ -242,6 +242,11 @@ pub fn array(env: sys::napi_env, length: usize) -> Result<Value> {
   Ok(result)
 }
 
+/// `object[name] = value`, with the name given as a C string literal.
+pub fn set_named(env: sys::napi_env, object: Value, name: &CStr, value: Value) -> Result<()> {
+  check_status!(unsafe { sys::napi_set_named_property(env, object, name.as_ptr(), value) })
+}
+
 /// `array[index] = value`.
 pub fn set_element(env: sys::napi_env, array: Value, index: u32, value: Value) -> Result<()> {
   check_status!(unsafe { sys::napi_set_element(env, array, index, value) })

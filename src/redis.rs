@@ -152,6 +152,7 @@ impl RedisLink {
     last: Option<&str>,
   ) -> Result<()> {
     member.start_joining();
+    core.note_joining(member);
     let Some(head) = self.head.get() else {
       self
         .waiting

@@ -17,6 +17,12 @@ use crate::connection::Connection;
 use crate::js;
 use crate::shared::SharedBytes;
 
+/// Something with its own end-of-tick write (a channel), run before the
+/// connections are flushed.
+pub trait TickFlush {
+  fn flush_tick(&self, env: &Env) -> Result<()>;
+}
+
 /// Members to receive the same shared batch in one end-of-tick write, with
 /// their responses.
 type SharedWrite = (Rc<SharedBytes>, Vec<(Rc<Connection>, js::Value)>);
@@ -40,9 +46,11 @@ const GONE_SOURCE: &str = "(function goneSSE(res) {
 /// Node-API call per response. Returns `null`, or the positions whose write
 /// returned `false` (or threw: a throwing `write` is reported as an uncaught
 /// exception, as a failed flush is, without stopping the other writes).
-const WRITE_SHARED_SOURCE: &str = "(function writeSharedSSE(chunk, list) {
+const WRITE_SHARED_SOURCE: &str = "(function writeSharedSSE(chunk, list, skip) {
   let slow = null;
+  const skipped = skip === null ? null : new Set(skip);
   for (let i = 0; i < list.length; i++) {
+    if (skipped !== null && skipped.has(i)) continue;
     try {
       if (list[i].write(chunk) === false) (slow ??= []).push(i);
     } catch (err) {
@@ -75,6 +83,8 @@ pub struct Runtime {
   pub gone: sys::napi_ref,
   write_shared: sys::napi_ref,
   pending: RefCell<Vec<Rc<Connection>>>,
+  /// Channels with a shared write for the end of the tick.
+  flushers: RefCell<Vec<Rc<dyn TickFlush>>>,
   scheduled: Cell<bool>,
   /// Counts end-of-tick flushes; a channel starts a new shared batch when
   /// it has moved on.
@@ -139,6 +149,7 @@ impl Runtime {
       gone: js::reference(raw, js::compile_function(raw, GONE_SOURCE)?)?,
       write_shared: js::reference(raw, js::compile_function(raw, WRITE_SHARED_SOURCE)?)?,
       pending: RefCell::new(Vec::new()),
+      flushers: RefCell::new(Vec::new()),
       scheduled: Cell::new(false),
       generation: Cell::new(0),
       flushing: Cell::new(false),
@@ -149,6 +160,17 @@ impl Runtime {
   /// Queues `conn` for the end-of-tick flush (once per tick).
   pub fn enqueue(&self, env: &Env, conn: &Rc<Connection>) -> Result<()> {
     self.pending.borrow_mut().push(Rc::clone(conn));
+    self.schedule(env)
+  }
+
+  /// Queues a channel's shared write for the end of the tick, before the
+  /// connections' own writes.
+  pub fn enqueue_flusher(&self, env: &Env, flusher: Rc<dyn TickFlush>) -> Result<()> {
+    self.flushers.borrow_mut().push(flusher);
+    self.schedule(env)
+  }
+
+  fn schedule(&self, env: &Env) -> Result<()> {
     if !self.scheduled.get() {
       let raw = env.raw();
       let resolved = js::deref(raw, self.resolved)?;
@@ -195,9 +217,19 @@ impl Runtime {
     self.generation.get()
   }
 
+  /// Whether the end-of-tick flush is running.
+  pub fn is_flushing(&self) -> bool {
+    self.flushing.get()
+  }
+
   /// The current flush's generation while an end-of-tick flush runs.
   pub fn flush_generation(&self) -> Option<u64> {
     self.flushing.get().then(|| self.generation.get())
+  }
+
+  /// `writeSharedSSE(chunk, list, skip)`: see [`WRITE_SHARED_SOURCE`].
+  pub fn write_shared_function(&self, raw: sys::napi_env) -> Result<js::Value> {
+    js::deref(raw, self.write_shared)
   }
 
   /// Writes `shared` to every member's response in one call into JS, then
@@ -216,7 +248,12 @@ impl Runtime {
       js::set_element(raw, list, i as u32, *res)?;
     }
     let write_shared = js::deref(raw, self.write_shared)?;
-    let slow = js::call(raw, js::undefined(raw)?, write_shared, &[chunk, list])?;
+    let slow = js::call(
+      raw,
+      js::undefined(raw)?,
+      write_shared,
+      &[chunk, list, js::null(raw)?],
+    )?;
     if js::type_of(raw, slow)? != sys::ValueType::napi_object {
       return Ok(());
     }
@@ -239,8 +276,16 @@ impl Runtime {
     self.scheduled.set(false);
     self.generation.set(self.generation.get() + 1);
     self.flushing.set(true);
-    let pending = std::mem::take(&mut *self.pending.borrow_mut());
     let mut first_error = None;
+    // Channels first: a member's own bytes of the tick come after the
+    // channel events it took before them (see `Channel`).
+    let flushers = std::mem::take(&mut *self.flushers.borrow_mut());
+    for flusher in flushers {
+      if let Err(err) = flusher.flush_tick(env) {
+        first_error.get_or_insert(err);
+      }
+    }
+    let pending = std::mem::take(&mut *self.pending.borrow_mut());
     // Channel members whose bytes for the tick are exactly one shared batch
     // are written together, per batch; the others one by one.
     let mut groups: Vec<SharedWrite> = Vec::new();
