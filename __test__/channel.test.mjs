@@ -133,6 +133,36 @@ test('in one tick, whatever else a member gets comes after the broadcasts before
   for (const m of [sender, closer, removed, kept]) m.client.close()
 })
 
+test('a stream in two channels gets their events in the order they were broadcast', async () => {
+  channel = new Channel()
+  const other = new Channel()
+  const both = await join()
+  const only = await join()
+  assert.equal(other.add(both.sse), true)
+  // The welcome and one position line from each channel.
+  await both.client.waitForBody((body) => splitEvents(body).length === 3)
+  const start = both.body().length
+  const a1 = channel.broadcast({ eventName: 'a', eventPayload: 1 })
+  const b1 = other.broadcast({ eventName: 'b', eventPayload: 1 })
+  const a2 = channel.broadcast({ eventName: 'a', eventPayload: 2 })
+  await nextTick()
+  const b2 = other.broadcast({ eventName: 'b', eventPayload: 2 })
+  const a3 = channel.broadcast({ eventName: 'a', eventPayload: 3 })
+  const expected = frame(a1, 'a', 1) + frame(b1, 'b', 1) + frame(a2, 'a', 2) + frame(b2, 'b', 2) + frame(a3, 'a', 3)
+  await both.client.waitForBody((body) => body.length >= start + expected.length)
+  assert.equal(both.body().slice(start), expected)
+  await only.client.waitForBody((body) => body.endsWith(frame(a3, 'a', 3)))
+  assert.ok(!only.body().includes('event: b'))
+  // Back in one channel, it takes that channel's shared writes again.
+  other.remove(both.sse)
+  await nextTick()
+  const a4 = channel.broadcast({ eventName: 'a', eventPayload: 4 })
+  await both.client.waitForBody((body) => body.endsWith(frame(a4, 'a', 4)))
+  other.close()
+  for (const m of [both, only]) m.client.close()
+  channel.close()
+})
+
 test('1000 real connections: every member receives every event exactly once, in order', async () => {
   channel = new Channel()
   const COUNT = 1000

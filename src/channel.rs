@@ -68,9 +68,11 @@ pub(crate) struct Core {
   /// end-of-tick shared write goes through.
   responses: RefCell<Option<ObjectRef<false>>>,
   tick: RefCell<Tick>,
-  /// Members still waiting for their replay (Redis), or whose replay went
-  /// further than the reader has read, which take events one by one.
-  joining: RefCell<Vec<Rc<Member>>>,
+  /// Members that take events one by one across ticks: still waiting for
+  /// their replay (Redis), replayed further than the reader has read, or
+  /// in more than one channel (events of different channels then keep the
+  /// order they were sent in).
+  one_by_one: RefCell<Vec<Rc<Member>>>,
 }
 
 /// The broadcasts of the current tick (without a flush window). They go to
@@ -209,7 +211,7 @@ impl Channel {
         closed: Cell::new(false),
         responses: RefCell::new(Some(responses)),
         tick: RefCell::new(Tick::default()),
-        joining: RefCell::new(Vec::new()),
+        one_by_one: RefCell::new(Vec::new()),
       }
     });
     if let Source::Redis(link) = &core.source {
@@ -269,7 +271,7 @@ impl Channel {
     // not from this tick's shared write.
     core.make_explicit(&mut core.tick_mut(), &member);
     let weak: Weak<dyn Membership> = Rc::downgrade(&(Rc::clone(core) as Rc<dyn Membership>));
-    conn.join(weak);
+    conn.join(env, weak);
     let last = instance.last_event_id_text();
     match &core.source {
       Source::Local { epoch, history } => {
@@ -509,15 +511,18 @@ impl Core {
         generation,
         ..Tick::default()
       };
-      // Members still joining, and members whose replay went further than
-      // this process has read (Redis: the reader lags behind the replay's
-      // snapshot), take events one by one, which skips what they have.
+      // Members still joining, members whose replay went further than this
+      // process has read (Redis: the reader lags behind the replay's
+      // snapshot), which skip what they have, and members of several
+      // channels take events one by one.
       let head = self.head().unwrap_or(ChannelId::ZERO);
-      let mut joining = self.joining.borrow_mut();
-      joining.retain(|member| {
-        (member.is_joining() || member.after.get() > head) && !member.conn.is_closed()
+      let mut one_by_one = self.one_by_one.borrow_mut();
+      one_by_one.retain(|member| {
+        let still =
+          member.is_joining() || member.after.get() > head || member.conn.membership_count() > 1;
+        still && !member.conn.is_closed() && self.contains(member)
       });
-      for member in joining.iter() {
+      for member in one_by_one.iter() {
         tick.explicit.insert(member.conn.id);
         tick.explicit_members.push(Rc::clone(member));
       }
@@ -675,9 +680,10 @@ impl Core {
     }
   }
 
-  /// Notes a member whose replay is on its way (Redis).
+  /// Notes a member whose replay is on its way (Redis): it takes events
+  /// one by one.
   pub(crate) fn note_joining(&self, member: &Rc<Member>) {
-    self.joining.borrow_mut().push(Rc::clone(member));
+    self.one_by_one.borrow_mut().push(Rc::clone(member));
     self.make_explicit(&mut self.tick_mut(), member);
   }
 
@@ -976,7 +982,7 @@ impl Core {
       let _ = responses.unref(env);
     }
     *self.tick.borrow_mut() = Tick::default();
-    self.joining.borrow_mut().clear();
+    self.one_by_one.borrow_mut().clear();
     let members = std::mem::take(&mut *self.members.borrow_mut());
     self.index.borrow_mut().clear();
     self.left.borrow_mut().clear();
@@ -996,6 +1002,29 @@ impl Core {
 impl Membership for Core {
   fn member_closed(&self, env: &Env, conn: &Connection) {
     self.remove_member(env, conn.id);
+  }
+
+  fn member_shared(&self, env: &Env, conn: &Rc<Connection>) {
+    let member = {
+      let index = self.index.borrow();
+      let Ok(members) = self.members.try_borrow() else {
+        return;
+      };
+      index
+        .get(&conn.id)
+        .and_then(|&position| members.get(position).cloned())
+    };
+    if let Some(member) = member {
+      {
+        let mut one_by_one = self.one_by_one.borrow_mut();
+        if !one_by_one.iter().any(|other| Rc::ptr_eq(other, &member)) {
+          one_by_one.push(Rc::clone(&member));
+        }
+      }
+      if let Err(err) = self.touched(env, &member) {
+        js::throw_uncaught(env.raw(), err);
+      }
+    }
   }
 
   fn member_touched(&self, env: &Env, conn: &Rc<Connection>) {

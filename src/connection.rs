@@ -29,6 +29,9 @@ pub trait Membership {
   /// with its other members must hand them over now, so that they come
   /// first.
   fn member_touched(&self, env: &Env, conn: &Rc<Connection>);
+  /// The connection joined another channel as well: events of different
+  /// channels must keep the order they were sent in.
+  fn member_shared(&self, env: &Env, conn: &Rc<Connection>);
 }
 
 /// Bytes waiting for `res.write`, before the connection's own buffer.
@@ -379,9 +382,27 @@ impl Connection {
     Ok(pending as u64 + writable_length(&res)?)
   }
 
-  /// Tells `channel` when this connection ends.
-  pub fn join(&self, channel: Weak<dyn Membership>) {
+  /// Tells `channel` when this connection ends (and the other channels it
+  /// is in that it is in more than one now).
+  pub fn join(self: &Rc<Self>, env: &Env, channel: Weak<dyn Membership>) {
     self.memberships.borrow_mut().push(channel);
+    if self.membership_count() > 1 {
+      let mut i = 0;
+      loop {
+        let Some(channel) = self.memberships.borrow().get(i).cloned() else {
+          break;
+        };
+        if let Some(channel) = channel.upgrade() {
+          channel.member_shared(env, self);
+        }
+        i += 1;
+      }
+    }
+  }
+
+  /// How many channels the connection is in.
+  pub fn membership_count(&self) -> usize {
+    self.memberships.borrow().len()
   }
 
   /// Stops telling `channel` (found by address) when this connection ends.
