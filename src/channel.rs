@@ -999,21 +999,24 @@ impl Core {
   }
 }
 
+impl Core {
+  /// The member whose connection is `conn_id`, unless the list is busy.
+  fn member_of(&self, conn_id: u64) -> Option<Rc<Member>> {
+    let index = self.index.borrow();
+    let members = self.members.try_borrow().ok()?;
+    index
+      .get(&conn_id)
+      .and_then(|&position| members.get(position).cloned())
+  }
+}
+
 impl Membership for Core {
   fn member_closed(&self, env: &Env, conn: &Connection) {
     self.remove_member(env, conn.id);
   }
 
   fn member_shared(&self, env: &Env, conn: &Rc<Connection>) {
-    let member = {
-      let index = self.index.borrow();
-      let Ok(members) = self.members.try_borrow() else {
-        return;
-      };
-      index
-        .get(&conn.id)
-        .and_then(|&position| members.get(position).cloned())
-    };
+    let member = self.member_of(conn.id);
     if let Some(member) = member {
       {
         let mut one_by_one = self.one_by_one.borrow_mut();
@@ -1028,15 +1031,7 @@ impl Membership for Core {
   }
 
   fn member_touched(&self, env: &Env, conn: &Rc<Connection>) {
-    let member = {
-      let index = self.index.borrow();
-      let Ok(members) = self.members.try_borrow() else {
-        return;
-      };
-      index
-        .get(&conn.id)
-        .and_then(|&position| members.get(position).cloned())
-    };
+    let member = self.member_of(conn.id);
     if let Some(member) = member {
       if let Err(err) = self.touched(env, &member) {
         js::throw_uncaught(env.raw(), err);

@@ -203,13 +203,19 @@ impl Connection {
   /// Tells the channels this connection is in that other bytes are coming
   /// (see [`Membership::member_touched`]).
   fn touch(self: &Rc<Self>, env: &Env) {
+    self.each_membership(|channel| channel.member_touched(env, self));
+  }
+
+  /// Calls `f` with each channel the connection is in, without holding the
+  /// list while `f` runs (it may join or leave channels).
+  fn each_membership(&self, f: impl Fn(Rc<dyn Membership>)) {
     let mut i = 0;
     loop {
       let Some(channel) = self.memberships.borrow().get(i).cloned() else {
         break;
       };
       if let Some(channel) = channel.upgrade() {
-        channel.member_touched(env, self);
+        f(channel);
       }
       i += 1;
     }
@@ -387,16 +393,7 @@ impl Connection {
   pub fn join(self: &Rc<Self>, env: &Env, channel: Weak<dyn Membership>) {
     self.memberships.borrow_mut().push(channel);
     if self.membership_count() > 1 {
-      let mut i = 0;
-      loop {
-        let Some(channel) = self.memberships.borrow().get(i).cloned() else {
-          break;
-        };
-        if let Some(channel) = channel.upgrade() {
-          channel.member_shared(env, self);
-        }
-        i += 1;
-      }
+      self.each_membership(|channel| channel.member_shared(env, self));
     }
   }
 
