@@ -286,10 +286,7 @@ impl Channel {
         match resume {
           Some((id, Resume::Replay)) => {
             for frame in history.after(id) {
-              if !member.conn.push(env, |out| {
-                out.extend_from_slice(frame);
-                Ok(())
-              })? {
+              if !member.conn.push_bytes(env, frame)? {
                 break;
               }
             }
@@ -608,66 +605,42 @@ impl Core {
   /// The end-of-tick shared write: the tick's bytes to every member that
   /// is not explicit, in one JS loop over `responses`.
   fn write_tick(&self, env: &Env) -> Result<()> {
-    let (batch, explicit) = {
-      let mut tick = self.tick.borrow_mut();
-      tick.flushed = true;
-      tick.explicit_members.clear();
-      (tick.batch.take(), std::mem::take(&mut tick.explicit))
-    };
-    let Some(batch) = batch else {
+    let Some((batch, _, explicit)) = self.take_tick() else {
       return Ok(());
     };
     self.prune_left(env);
     if batch.len() == 0 || self.closed.get() {
       return Ok(());
     }
-    let raw = env.raw();
-    let slow = {
-      let members = self.members.borrow();
+    let skip: Vec<u32> = {
       let index = self.index.borrow();
-      let skip: Vec<u32> = explicit
+      explicit
         .iter()
         .filter_map(|id| index.get(id).map(|&position| position as u32))
-        .collect();
-      if skip.len() >= members.len() {
-        return Ok(());
-      }
-      let skip = if skip.is_empty() {
-        js::null(raw)?
-      } else {
-        let list = js::array(raw, skip.len())?;
-        for (k, position) in skip.iter().enumerate() {
-          js::set_element(raw, list, k as u32, js::uint32(raw, *position)?)?;
-        }
-        list
-      };
-      let responses = self.responses_value(env)?;
-      let chunk = batch.buffer(raw, self.runtime.flush_generation())?;
-      let write = self.runtime.write_shared_function(raw)?;
-      let slow = js::call(raw, js::undefined(raw)?, write, &[chunk, responses, skip])?;
-      let mut found = Vec::new();
-      if js::type_of(raw, slow)? == sys::ValueType::napi_object {
-        for k in 0..js::array_length(raw, slow)? {
-          let Some(position) = js::as_u32(raw, js::element(raw, slow, k)?)? else {
-            continue;
-          };
-          if let Some(member) = members.get(position as usize) {
-            found.push((
-              Rc::clone(&member.conn),
-              js::element(raw, responses, position)?,
-            ));
-          }
-        }
-      }
-      found
+        .collect()
     };
-    let mut first_error = None;
-    for (conn, res) in slow {
-      if let Err(err) = conn.wrote(env, &Object::from_raw(raw, res), false) {
-        first_error.get_or_insert(err);
-      }
+    if skip.len() >= self.members.borrow().len() {
+      return Ok(());
     }
-    first_error.map_or(Ok(()), Err)
+    let responses = self.responses_value(env)?;
+    self
+      .runtime
+      .write_shared(env, &batch, responses, &skip, |position| {
+        let members = self.members.borrow();
+        members
+          .get(position as usize)
+          .map(|member| Rc::clone(&member.conn))
+      })
+  }
+
+  /// Ends the current tick's state: its batch (if something was broadcast),
+  /// the id of its newest event and the explicit members.
+  fn take_tick(&self) -> Option<(Rc<SharedBytes>, ChannelId, HashSet<u64>)> {
+    let mut tick = self.tick.borrow_mut();
+    tick.flushed = true;
+    tick.explicit_members.clear();
+    let explicit = std::mem::take(&mut tick.explicit);
+    tick.batch.take().map(|batch| (batch, tick.last, explicit))
   }
 
   fn responses_value(&self, env: &Env) -> Result<js::Value> {
@@ -837,16 +810,8 @@ impl Core {
 
   pub(crate) fn remove_member(&self, env: &Env, conn_id: u64) {
     // A member that leaves while open keeps the events broadcast before.
-    let leaving = {
-      let index = self.index.borrow();
-      let members = self.members.try_borrow();
-      match (index.get(&conn_id), members) {
-        (Some(&position), Ok(members)) => members.get(position).cloned(),
-        _ => None,
-      }
-    };
-    if let Some(member) = &leaving {
-      let _ = self.touched(env, member);
+    if let Some(member) = self.member_of(conn_id) {
+      let _ = self.touched(env, &member);
     }
     let Ok(mut members) = self.members.try_borrow_mut() else {
       self.left.borrow_mut().push(conn_id);
@@ -951,17 +916,7 @@ impl Core {
   /// Hands this tick's events to every member that would have got them in
   /// the end-of-tick write (the channel is closing).
   fn hand_over_tick(&self, env: &Env) {
-    let (batch, last, explicit) = {
-      let mut tick = self.tick.borrow_mut();
-      tick.flushed = true;
-      tick.explicit_members.clear();
-      (
-        tick.batch.take(),
-        tick.last,
-        std::mem::take(&mut tick.explicit),
-      )
-    };
-    let Some(batch) = batch else {
+    let Some((batch, last, explicit)) = self.take_tick() else {
       return;
     };
     let upto = batch.len();
@@ -997,9 +952,7 @@ impl Core {
       link.release(env);
     }
   }
-}
 
-impl Core {
   /// The member whose connection is `conn_id`, unless the list is busy.
   fn member_of(&self, conn_id: u64) -> Option<Rc<Member>> {
     let index = self.index.borrow();

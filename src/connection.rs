@@ -200,6 +200,15 @@ impl Connection {
     self.queue(env, own)
   }
 
+  /// Appends already framed `bytes` (a replay, a queued event), as
+  /// [`Connection::push`] does.
+  pub fn push_bytes(self: &Rc<Self>, env: &Env, bytes: &[u8]) -> Result<bool> {
+    self.push(env, |out| {
+      out.extend_from_slice(bytes);
+      Ok(())
+    })
+  }
+
   /// Tells the channels this connection is in that other bytes are coming
   /// (see [`Membership::member_touched`]).
   fn touch(self: &Rc<Self>, env: &Env) {

@@ -245,10 +245,7 @@ impl RedisLink {
           let Some(frame) = frame_entry(raw, id, name, data)? else {
             continue;
           };
-          if !member.conn().push(env, |out| {
-            out.extend_from_slice(&frame);
-            Ok(())
-          })? {
+          if !member.conn().push_bytes(env, &frame)? {
             return Ok(());
           }
         }
@@ -267,10 +264,7 @@ impl RedisLink {
         continue;
       }
       after = after.max(id);
-      if !member.conn().push(env, |out| {
-        out.extend_from_slice(&frame);
-        Ok(())
-      })? {
+      if !member.conn().push_bytes(env, &frame)? {
         break;
       }
     }

@@ -1,6 +1,7 @@
 //! Per-environment state shared by every stream: the JS values the hot path
-//! needs (kept in references so they are looked up once), and the queue of
-//! connections with events waiting to be written at the end of the tick.
+//! needs (kept in references so they are looked up once), and the queues of
+//! channels and connections with events waiting to be written at the end of
+//! the tick.
 //!
 //! Batching: `send()` appends the framed event to its connection's buffer and
 //! queues one microtask per tick (for all connections). The microtask hands
@@ -227,45 +228,49 @@ impl Runtime {
     self.flushing.get().then(|| self.generation.get())
   }
 
-  /// `writeSharedSSE(chunk, list, skip)`: see [`WRITE_SHARED_SOURCE`].
-  pub fn write_shared_function(&self, raw: sys::napi_env) -> Result<js::Value> {
-    js::deref(raw, self.write_shared)
-  }
-
-  /// Writes `shared` to every member's response in one call into JS, then
-  /// handles those whose write returned `false` (backpressure, the cap, or a
-  /// response that is gone) one by one.
-  fn write_shared(
+  /// Writes `shared` (one `Buffer`) to every response of the JS array
+  /// `list` but those at the positions in `skip`, in one call into JS; then
+  /// handles the ones whose write returned `false` (backpressure, the cap,
+  /// or a response that is gone) one by one, through their connection,
+  /// which `at(position)` finds.
+  pub fn write_shared(
     &self,
     env: &Env,
     shared: &SharedBytes,
-    members: &[(Rc<Connection>, js::Value)],
+    list: js::Value,
+    skip: &[u32],
+    at: impl Fn(u32) -> Option<Rc<Connection>>,
   ) -> Result<()> {
     let raw = env.raw();
     let chunk = shared.buffer(raw, self.flush_generation())?;
-    let list = js::array(raw, members.len())?;
-    for (i, (_, res)) in members.iter().enumerate() {
-      js::set_element(raw, list, i as u32, *res)?;
-    }
+    let skip = if skip.is_empty() {
+      js::null(raw)?
+    } else {
+      let positions = js::array(raw, skip.len())?;
+      for (k, position) in skip.iter().enumerate() {
+        js::set_element(raw, positions, k as u32, js::uint32(raw, *position)?)?;
+      }
+      positions
+    };
     let write_shared = js::deref(raw, self.write_shared)?;
-    let slow = js::call(
-      raw,
-      js::undefined(raw)?,
-      write_shared,
-      &[chunk, list, js::null(raw)?],
-    )?;
+    let slow = js::call(raw, js::undefined(raw)?, write_shared, &[chunk, list, skip])?;
     if js::type_of(raw, slow)? != sys::ValueType::napi_object {
       return Ok(());
     }
-    let mut first_error = None;
+    // Found first, handled after: handling one may change the list.
+    let mut behind = Vec::new();
     for k in 0..js::array_length(raw, slow)? {
-      let Some(i) = js::as_u32(raw, js::element(raw, slow, k)?)? else {
+      let Some(position) = js::as_u32(raw, js::element(raw, slow, k)?)? else {
         continue;
       };
-      if let Some((conn, res)) = members.get(i as usize) {
-        if let Err(err) = conn.wrote(env, &Object::from_raw(raw, *res), false) {
-          first_error.get_or_insert(err);
-        }
+      if let Some(conn) = at(position) {
+        behind.push((conn, js::element(raw, list, position)?));
+      }
+    }
+    let mut first_error = None;
+    for (conn, res) in behind {
+      if let Err(err) = conn.wrote(env, &Object::from_raw(raw, res), false) {
+        first_error.get_or_insert(err);
       }
     }
     first_error.map_or(Ok(()), Err)
@@ -309,7 +314,15 @@ impl Runtime {
       }
     }
     for (shared, members) in groups {
-      if let Err(err) = self.write_shared(env, &shared, &members) {
+      let written = js::array(env.raw(), members.len()).and_then(|list| {
+        for (i, (_, res)) in members.iter().enumerate() {
+          js::set_element(env.raw(), list, i as u32, *res)?;
+        }
+        self.write_shared(env, &shared, list, &[], |i| {
+          members.get(i as usize).map(|(conn, _)| Rc::clone(conn))
+        })
+      });
+      if let Err(err) = written {
         first_error.get_or_insert(err);
       }
     }
