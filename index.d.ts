@@ -80,42 +80,10 @@ export interface ChannelRedisClient {
   xread(...args: any[]): Promise<unknown>
 }
 
-/**
- * Which binding artifact the generated loader actually loaded: `'native'` for
- * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
- * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`
- * can point the loader at a WASI artifact this package does not build itself.
- */
-export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
+// The methods below run in the JavaScript front (js/), installed on the
+// classes' prototypes; their declarations merge with the generated classes.
 
-/**
- * A group of SSE streams that receive the same events.
- *
- * `broadcast()` frames an event once and writes the same bytes to every
- * member; events broadcast in one tick reach each member in one write.
- * Every event gets a channel id (`<ms>-<seq>`, the form of Redis stream
- * ids), and recent events are kept, so a client that reconnects with
- * `Last-Event-ID` receives what it missed when it joins again, or a
- * `reset` event when that is no longer known.
- *
- * With `{ redis, stream }` the channel is shared by every server process
- * that uses the same stream: broadcasts go through Redis (`XADD`), each
- * process reads the stream (`XREAD BLOCK` on its own connection) and writes
- * to its own members, and the stream entry ids are the event ids.
- */
-export declare class Channel {
-  /**
-   * Makes a channel. Options (all optional): `historyEvents` (default
-   * 1000) and `historyBytes` (default 1 MiB) bound the kept events of an
-   * in-process channel; `flushWindow` (ms, default 0) lets broadcasts wait
-   * and go out together; `redis` (an ioredis client), `stream` (the Redis
-   * stream key) and `maxLen` (default 10000, `MAXLEN ~`) share the channel
-   * through Redis.
-   *
-   * Throws a `TypeError` (`ERR_SSE_INVALID_OPTION`) when an option is
-   * invalid.
-   */
-  constructor(options?: ChannelOptions)
+export interface Channel {
   /**
    * Adds `sse` to the channel and returns `true`; `false` when its stream
    * has already ended. Adding a member again does nothing.
@@ -174,30 +142,10 @@ export declare class Channel {
    * Calling it again does nothing.
    */
   close(): void
+
 }
 
-export declare class SSE {
-  /**
-   * Opens the event stream on `res`.
-   *
-   * Writes status 200 with `Content-Type: text/event-stream`,
-   * `Cache-Control: no-cache, no-transform`, `X-Accel-Buffering: no` and
-   * (HTTP/1.x only) `Connection: keep-alive`, then `options.headers` over
-   * them, flushes the headers, sends `retry: <ms>` when `options.retry` is
-   * set, and the welcome event (unless `options.welcome` is `false`): the
-   * lines `id: 0`, `event: welcome`, `data: {"uuid":"<uuid>"}` and a blank
-   * line. A heartbeat comment follows every `options.keepAlive` ms.
-   *
-   * Throws a `TypeError` and writes nothing when `req` or `res` is not a
-   * request/response object (`ERR_SSE_INVALID_ARGUMENT`) or an option is
-   * invalid (`ERR_SSE_INVALID_OPTION`).
-   */
-  constructor(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, options?: SSEOptions)
-  /**
-   * The random (version 4) UUID of this connection, as sent in the welcome
-   * event. Lowercase, hyphenated.
-   */
-  getUUID(): string
+export interface SSE {
   /**
    * Sends one event: the lines `id: <n>`, `event: <eventName>`,
    * `data: <JSON.stringify(eventPayload)>` and a blank line.
@@ -255,13 +203,6 @@ export declare class SSE {
    */
   get bufferedBytes(): number
   /**
-   * The id the client last saw, from the `Last-Event-ID` request header or
-   * else a `lastEventId` query parameter, when it has the accepted form: 1
-   * to 128 visible ASCII characters (`!` to `~`). `null` otherwise: a value
-   * of any other form is treated as absent.
-   */
-  get lastEventId(): string | null
-  /**
    * Calls `callback(reason)` once when the stream ends, in the tick after
    * it ended: `'client'` (the client left), `'server'` (`close()`, or other
    * code ended the response) or `'overflow'` (the client fell more than
@@ -272,4 +213,88 @@ export declare class SSE {
    * a function.
    */
   onClose(callback: (reason: SSECloseReason) => void): void
+
+}
+
+/**
+ * Which binding artifact the generated loader actually loaded: `'native'` for
+ * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
+ * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`
+ * can point the loader at a WASI artifact this package does not build itself.
+ */
+export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
+
+/**
+ * A group of SSE streams that receive the same events.
+ *
+ * `broadcast()` frames an event once and writes the same bytes to every
+ * member; events broadcast in one tick reach each member in one write.
+ * Every event gets a channel id (`<ms>-<seq>`, the form of Redis stream
+ * ids), and recent events are kept, so a client that reconnects with
+ * `Last-Event-ID` receives what it missed when it joins again, or a
+ * `reset` event when that is no longer known.
+ *
+ * With `{ redis, stream }` the channel is shared by every server process
+ * that uses the same stream: broadcasts go through Redis (`XADD`), each
+ * process reads the stream (`XREAD BLOCK` on its own connection) and writes
+ * to its own members, and the stream entry ids are the event ids.
+ */
+export declare class Channel {
+  /**
+   * Makes a channel. Options (all optional): `historyEvents` (default
+   * 1000) and `historyBytes` (default 1 MiB) bound the kept events of an
+   * in-process channel; `flushWindow` (ms, default 0) lets broadcasts wait
+   * and go out together; `redis` (an ioredis client), `stream` (the Redis
+   * stream key) and `maxLen` (default 10000, `MAXLEN ~`) share the channel
+   * through Redis.
+   *
+   * Throws a `TypeError` when called without `new`, and
+   * `ERR_SSE_INVALID_OPTION` when an option is invalid.
+   */
+  constructor(options?: ChannelOptions)
+}
+
+/**
+ * One Server-Sent Events connection, a drop-in replacement for the `SSE`
+ * class of S42Core.
+ *
+ * The constructor answers the request with status 200 and the
+ * `text/event-stream` headers, flushes them, and sends the `welcome` event
+ * whose data is `{"uuid":"<uuid>"}` with id 0. Each `send()` then writes one
+ * event with the next id (1, 2, 3, ...).
+ *
+ * The stream does not depend on this object staying reachable: it lives
+ * until the client leaves or it is closed.
+ */
+export declare class SSE {
+  /**
+   * Opens the event stream on `res`.
+   *
+   * Writes status 200 with `Content-Type: text/event-stream`,
+   * `Cache-Control: no-cache, no-transform`, `X-Accel-Buffering: no` and
+   * (HTTP/1.x, unless the request asked to close the connection)
+   * `Connection: keep-alive`, then `options.headers` over them, flushes the
+   * headers, sends `retry: <ms>` when `options.retry` is set, and the
+   * welcome event (unless `options.welcome` is `false`): the lines
+   * `id: 0`, `event: welcome`, `data: {"uuid":"<uuid>"}` and a blank line.
+   * A heartbeat comment follows every `options.keepAlive` ms.
+   *
+   * Throws a `TypeError` and writes nothing when it is called without `new`,
+   * when `req` or `res` is not a request/response object
+   * (`ERR_SSE_INVALID_ARGUMENT`) or an option is invalid
+   * (`ERR_SSE_INVALID_OPTION`).
+   */
+  constructor(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, options?: SSEOptions)
+  /**
+   * The random (version 4) UUID of this connection, as sent in the welcome
+   * event. Lowercase, hyphenated.
+   */
+  getUUID(): string
+  /**
+   * The id the client last saw, from the `Last-Event-ID` request header or
+   * else a `lastEventId` query parameter, when it has the accepted form: 1
+   * to 128 visible ASCII characters (`!` to `~`). `null` otherwise: a value
+   * of any other form is treated as absent.
+   */
+  get lastEventId(): string | null
 }

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { EventSource } from 'eventsource'
 import Redis from 'ioredis'
 
-import { Channel, SSE } from '../index.js'
+import { Channel, SSE } from 'native-sse'
 import { UUID_V4, rawGet, splitEvents, startServer, waitFor } from './helpers.mjs'
 import { killAllRedis, startRedis } from './redis-server.mjs'
 

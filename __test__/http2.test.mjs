@@ -269,7 +269,11 @@ test('createSecureServer with allowHTTP1: an HTTP/1.1 client gets the stream, wi
 
   const opened = srv.opened()
   const response = deferred()
-  const request = https.get(`${srv.origin}/events`, { ca: cert, agent: false }, response.resolve)
+  // A keep-alive agent, so the request does not ask to close the
+  // connection (a request with `Connection: close` gets no keep-alive).
+  const agent = new https.Agent({ keepAlive: true, ca: cert })
+  t.after(() => agent.destroy())
+  const request = https.get(`${srv.origin}/events`, { agent }, response.resolve)
   requests.push(request)
   request.on('error', () => {})
   const { sse, req, closeReasons } = await opened

@@ -79,3 +79,139 @@ export interface ChannelRedisClient {
   xadd(...args: any[]): Promise<unknown>
   xread(...args: any[]): Promise<unknown>
 }
+
+// The methods below run in the JavaScript front (js/), installed on the
+// classes' prototypes; their declarations merge with the generated classes.
+
+export interface Channel {
+  /**
+   * Adds `sse` to the channel and returns `true`; `false` when its stream
+   * has already ended. Adding a member again does nothing.
+   *
+   * When the request of `sse` carried a `Last-Event-ID` (or `lastEventId`
+   * query parameter), the member first receives the channel events after
+   * that id, in order, then live events. When those events are no longer
+   * all known (older than the history, or an id this channel never gave),
+   * it receives a `reset` event instead. A member without one is told the
+   * channel's current position (`id: <id>` and a blank line, which
+   * dispatches no event), so that it resumes from there if it reconnects.
+   *
+   * The member leaves by itself when its stream ends.
+   */
+  add(sse: SSE): boolean
+  /**
+   * Removes `sse` from the channel (its stream stays open). Returns
+   * whether it was a member.
+   */
+  remove(sse: SSE): boolean
+  /**
+   * Sends `event` (as `send()` takes it, without `id`) to every member, or
+   * to those `options.to` names: an array of UUIDs (`getUUID()`), or a
+   * function called with each member's SSE that returns `true` for those
+   * to send to. The event is framed once, with the next channel id, and
+   * the same bytes go to every member.
+   *
+   * Returns the event's id. On a Redis channel, returns a promise of the id
+   * (the stream entry id), which rejects with `ERR_SSE_REDIS_UNAVAILABLE`
+   * when Redis cannot take the event; a predicate `to` is not allowed there
+   * (it cannot run on other servers).
+   *
+   * Events sent to some members only are not kept in the history (the
+   * UUIDs change when clients reconnect), nor are those broadcast with
+   * `options.replay` `false` (a clock, a presence count: events a client
+   * that comes back does not need); both still take an id.
+   *
+   * Throws a `TypeError`, as `send()` does, when the event is invalid, and
+   * `ERR_SSE_INVALID_OPTION` when `options` is; nothing is sent then.
+   * Throws `ERR_SSE_CHANNEL_CLOSED` after `close()`.
+   */
+  broadcast(event: ChannelEvent, options?: BroadcastOptions): string | Promise<string>
+  /** The number of members. */
+  get size(): number
+  /**
+   * The id of the newest event this channel has seen (`<ms>-<seq>`):
+   * where a member that joins now starts. `null` on a Redis channel until
+   * it has read the stream's position.
+   */
+  get lastEventId(): string | null
+  /**
+   * Stops the channel: writes broadcasts still waiting for the flush
+   * window, removes every member (their streams stay open) and, with
+   * Redis, stops reading the stream (the client you passed is not closed).
+   * `add()` and `broadcast()` throw `ERR_SSE_CHANNEL_CLOSED` afterwards.
+   * Calling it again does nothing.
+   */
+  close(): void
+
+}
+
+export interface SSE {
+  /**
+   * Sends one event: the lines `id: <n>`, `event: <eventName>`,
+   * `data: <JSON.stringify(eventPayload)>` and a blank line.
+   *
+   * With `data` (a string, `Buffer` or `Uint8Array`) instead of
+   * `eventPayload`, that text is sent as it is, one `data:` line per line
+   * (CR, LF and CRLF each end a line). With `id` (a string), that id is sent
+   * instead of the next number, and the counter does not move.
+   *
+   * The events sent in one tick of the event loop reach `res.write`
+   * together, in one call at the end of the tick (a microtask), with the
+   * same bytes in the same order. `close()` writes what is pending first.
+   *
+   * Returns `true` when the event was accepted for the stream, `false` when
+   * the stream is closed (by `close()`, because the client left, because it
+   * fell more than `maxBufferedBytes` behind, which this event may have
+   * done, or because other code ended the response); nothing is written
+   * then and nothing is thrown.
+   *
+   * Throws a `TypeError`, writes nothing and keeps the id for the next event
+   * when `event` is not an object (`ERR_SSE_INVALID_EVENT`), when `eventName`
+   * is not a string or holds CR, LF, NUL or an unpaired surrogate
+   * (`ERR_SSE_INVALID_EVENT_NAME`), when `id` is given and is not such a
+   * string (`ERR_SSE_INVALID_EVENT_ID`), when `data` is neither a string nor
+   * bytes or comes with an `eventPayload` (`ERR_SSE_INVALID_DATA`), or when
+   * `JSON.stringify(eventPayload)` throws or returns `undefined`
+   * (`ERR_SSE_INVALID_PAYLOAD`).
+   */
+  send(event: TypeSSEventToSend | SSERawEvent): boolean
+  /**
+   * Sends a comment: `: <text>` (one comment line per line of `text`) and a
+   * blank line. Clients ignore comments; proxies and load balancers see
+   * traffic. `comment()` with no text sends the bare heartbeat `:`.
+   *
+   * Returns `false` when the stream is closed, like `send()`, before
+   * looking at `text`. Throws a `TypeError` (`ERR_SSE_INVALID_COMMENT`)
+   * when `text` is given and is not a string.
+   */
+  comment(text?: string): boolean
+  /**
+   * Ends the response (`res.end()`) after writing what is pending. Calling
+   * it again, or after the client has left, does nothing.
+   */
+  close(): void
+  /**
+   * Whether the stream has ended: `close()` was called, the client left,
+   * the client fell behind by more than `maxBufferedBytes`, or other code
+   * ended the response. `send()` returns `false` from then on.
+   */
+  get closed(): boolean
+  /**
+   * Bytes accepted for this client and not yet taken by its socket: events
+   * of the current tick plus what Node's response still holds. 0 once
+   * closed.
+   */
+  get bufferedBytes(): number
+  /**
+   * Calls `callback(reason)` once when the stream ends, in the tick after
+   * it ended: `'client'` (the client left), `'server'` (`close()`, or other
+   * code ended the response) or `'overflow'` (the client fell more than
+   * `maxBufferedBytes` behind and was disconnected). On a stream that has
+   * already ended, `callback` is still called, in the next tick.
+   *
+   * Throws a `TypeError` (`ERR_SSE_INVALID_ARGUMENT`) when `callback` is not
+   * a function.
+   */
+  onClose(callback: (reason: SSECloseReason) => void): void
+
+}

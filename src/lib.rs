@@ -1,29 +1,37 @@
 #![deny(clippy::all)]
-//! `native-sse`: Server-Sent Events for Node.js and Bun, in Rust.
+#![deny(clippy::undocumented_unsafe_blocks)]
+//! `native-sse`: the Node-API binding over `native-sse-core`.
 //!
-//! Layout: `frame` (event-stream framing), `validate` (field rules and
-//! `Last-Event-ID`) and `options` (constructor option rules) are napi-free
-//! and unit-tested with `cargo test`; `sse` (the class), `open` (reading
-//! options, headers and the request), `connection` (one response: batching,
-//! cap, heartbeat, close reasons), `runtime` (per-environment cache and the
-//! end-of-tick flush) and `js` (raw Node-API calls of the hot path) are the
-//! thin napi layer.
+//! The core decides everything (framing, validation, streams, channels,
+//! replay); this crate only converts JavaScript values into core calls and
+//! the core's answers back into values, and the JavaScript front (`js/`)
+//! carries them out on the responses. Rules that keep it sound:
+//!
+//! - Bytes that come from JavaScript (strings, `Buffer`s, typed arrays,
+//!   resizable or transferable buffers) are copied into the core inside the
+//!   call that receives them, before any user code can run (`text`).
+//! - No Node-API handle outlives the call (handle scope) it came from: the
+//!   binding keeps only keys (numbers) and the front's glue object, in a
+//!   reference.
+//! - The engine is borrowed for one core call at a time and the core never
+//!   calls out, so no JavaScript runs while core state is borrowed; a call
+//!   made from user code (a `res.write` wrapper, a predicate, an `onClose`
+//!   callback) finds a consistent state (`state`).
+//!
+//! Modules: `sse` and `channel` (the classes and their constructors),
+//! `calls` (the functions the front calls), `open` (options, headers,
+//! `Last-Event-ID`), `text` and `chunk` (values in and out), `construct`
+//! (the `new` check), `state` (per-environment state), `errors`.
 
+mod calls;
 mod channel;
-mod connection;
+mod chunk;
+mod construct;
 mod errors;
-mod event;
-pub mod event_id;
-pub mod frame;
-pub mod history;
-mod js;
 mod open;
-pub mod options;
-mod redis;
-mod runtime;
-mod shared;
 mod sse;
-pub mod validate;
+mod state;
+mod text;
 
 pub use channel::Channel;
 pub use sse::SSE;

@@ -5,10 +5,10 @@
 use napi::bindgen_prelude::*;
 use napi::{Env, JsString, ValueType};
 
+use native_sse_core::options::{self, Options};
+use native_sse_core::validate;
+
 use crate::errors;
-use crate::js;
-use crate::options::{self, Options};
-use crate::validate;
 
 /// The options as given: the checked values, and the user's headers (names
 /// and checked values), which stay JavaScript values until they are merged.
@@ -47,6 +47,7 @@ pub fn read_options<'env>(env: &Env, value: Option<Unknown<'env>>) -> Result<Giv
   let welcome: Unknown = object.get_named_property("welcome")?;
   match welcome.get_type()? {
     ValueType::Undefined => {}
+    // SAFETY: the value's type was checked just before.
     ValueType::Boolean => options.welcome = unsafe { welcome.cast::<bool>() }?,
     other => {
       return Err(option_error(
@@ -60,6 +61,7 @@ pub fn read_options<'env>(env: &Env, value: Option<Unknown<'env>>) -> Result<Giv
   match headers.get_type()? {
     ValueType::Undefined => {}
     ValueType::Object if !headers.is_array()? => {
+      // SAFETY: the value's type was checked just before.
       let headers = unsafe { headers.cast::<Object>() }?;
       given.headers = read_headers(env, &headers)?;
     }
@@ -85,6 +87,7 @@ fn number_option(env: &Env, object: &Object, name: &str) -> Result<Option<f64>> 
   let value: Unknown = object.get_named_property(name)?;
   match value.get_type()? {
     ValueType::Undefined => Ok(None),
+    // SAFETY: the value's type was checked just before.
     ValueType::Number => Ok(Some(unsafe { value.cast::<f64>() }?)),
     other => Err(option_error(
       env,
@@ -115,6 +118,7 @@ pub fn options_object<'env>(
   };
   match value.get_type()? {
     ValueType::Undefined | ValueType::Null => Ok(None),
+    // SAFETY: the value's type was checked just before.
     ValueType::Object => Ok(Some(unsafe { value.cast::<Object>() }?)),
     other => Err(errors::option_error(
       env,
@@ -129,8 +133,7 @@ pub fn options_object<'env>(
 /// which must be a string, a number or an array of strings, as `writeHead`
 /// takes them (Node checks the characters itself when it writes them).
 fn read_headers<'env>(env: &Env, headers: &Object<'env>) -> Result<Vec<(String, Unknown<'env>)>> {
-  let raw = headers.value().env;
-  let names = Object::from_raw(raw, js::own_enumerable_keys(raw, headers.raw())?);
+  let names = own_enumerable_keys(headers)?;
   let count = names.get_array_length()?;
   let mut pairs = Vec::with_capacity(count as usize);
   for i in 0..count {
@@ -139,6 +142,7 @@ fn read_headers<'env>(env: &Env, headers: &Object<'env>) -> Result<Vec<(String, 
     let ok = match value.get_type()? {
       ValueType::String | ValueType::Number => true,
       ValueType::Object if value.is_array()? => {
+        // SAFETY: the value's type was checked just before.
         let array = unsafe { value.cast::<Object>() }?;
         let len = array.get_array_length()?;
         (0..len).all(|i| {
@@ -169,6 +173,7 @@ pub fn response_headers<'env>(
   env: &'env Env,
   user: &[(String, Unknown<'env>)],
   http2: bool,
+  keep_alive: bool,
 ) -> Result<Object<'env>> {
   let mut defaults = vec![
     ("Content-Type", "text/event-stream"),
@@ -176,7 +181,9 @@ pub fn response_headers<'env>(
     // nginx buffers proxied responses unless told not to.
     ("X-Accel-Buffering", "no"),
   ];
-  if !http2 {
+  // Not when the client asked to close the connection after this
+  // response: Node then answers `Connection: close` itself.
+  if !http2 && keep_alive {
     defaults.push(("Connection", "keep-alive"));
   }
   let mut headers = Object::new(env)?;
@@ -193,10 +200,49 @@ pub fn response_headers<'env>(
   Ok(headers)
 }
 
+/// `Object.keys(object)`: its own enumerable string keys, as an array.
+fn own_enumerable_keys<'env>(object: &Object<'env>) -> Result<Object<'env>> {
+  let env = object.value().env;
+  let mut result = std::ptr::null_mut();
+  // SAFETY: `object` is an object of the call in progress; `result` is a
+  // local out pointer.
+  napi::check_status!(unsafe {
+    napi::sys::napi_get_all_property_names(
+      env,
+      object.raw(),
+      napi::sys::KeyCollectionMode::own_only,
+      napi::sys::KeyFilter::enumerable | napi::sys::KeyFilter::skip_symbols,
+      napi::sys::KeyConversion::numbers_to_strings,
+      &mut result,
+    )
+  })?;
+  Ok(Object::from_raw(env, result))
+}
+
+/// Whether the request asked to close the connection after this response
+/// (`Connection: close`).
+pub fn asks_to_close(req: &Object) -> Result<bool> {
+  let headers: Unknown = req.get_named_property("headers")?;
+  if headers.get_type()? != ValueType::Object {
+    return Ok(false);
+  }
+  // SAFETY: the type was checked just above.
+  let headers = unsafe { headers.cast::<Object>() }?;
+  let Some(value) = short_string(&headers, "connection", 1024)? else {
+    return Ok(false);
+  };
+  Ok(
+    value
+      .split(',')
+      .any(|token| token.trim().eq_ignore_ascii_case("close")),
+  )
+}
+
 /// `req.httpVersionMajor`, or 1 when it is missing (framework wrappers).
 pub fn http_major_version(req: &Object) -> Result<u32> {
   let major: Unknown = req.get_named_property("httpVersionMajor")?;
   if major.get_type()? == ValueType::Number {
+    // SAFETY: the value's type was checked just before.
     let major = unsafe { major.cast::<f64>() }?;
     return Ok(if major >= 2.0 { 2 } else { 1 });
   }
@@ -210,6 +256,7 @@ pub fn http_major_version(req: &Object) -> Result<u32> {
 pub fn last_event_id(req: &Object) -> Result<Option<String>> {
   let headers: Unknown = req.get_named_property("headers")?;
   if headers.get_type()? == ValueType::Object {
+    // SAFETY: the value's type was checked just before.
     let headers = unsafe { headers.cast::<Object>() }?;
     if let Some(value) = short_string(&headers, "last-event-id", validate::MAX_LAST_EVENT_ID_LEN)? {
       if let Some(id) = validate::last_event_id(value.as_bytes()) {
@@ -230,6 +277,7 @@ fn short_string(object: &Object, name: &str, max: usize) -> Result<Option<String
   if value.get_type()? != ValueType::String {
     return Ok(None);
   }
+  // SAFETY: the value's type was checked just before.
   let text = unsafe { value.cast::<JsString>() }?;
   if text.utf16_len()? > max {
     return Ok(None);

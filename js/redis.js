@@ -1,19 +1,32 @@
+'use strict'
 // The Redis side of a Redis channel, in JavaScript because the client is
-// (ioredis, promise-based). `src/redis.rs` compiles this function expression
-// and calls it for each Redis channel; everything else (framing, ids,
-// members, the resume rule) stays in Rust. The function receives the user's
-// client, the stream key, `maxLen` and a sink of Rust callbacks:
-//   sink.ready(head)                  the stream's last id when reading starts
-//   sink.event(id, name, data, to)    one stream entry, in stream order
-//   sink.alive()                      false once the channel was
-//                                     garbage-collected (without close())
-// and returns { publish, replay, close }.
+// (ioredis, promise-based). Everything else (framing, ids, members, the
+// resume rule, replay paging) is the core's: this file appends broadcasts
+// (`XADD ... MAXLEN ~`), reads the stream on its own connection (`XREAD
+// BLOCK`) and hands each entry to the binding, and reads the replay pages
+// the core asks for (`XINFO STREAM` with the first `XRANGE` in one
+// `MULTI`, then `XRANGE` pages).
 //
 // Replies are read in every shape ioredis gives them: RESP2 or RESP3 with
 // the default ("legacy") reply mapping (flat arrays), or RESP3 with
 // `replyMapping: "resp3"` (objects or Maps for XREAD and XINFO).
-(function createRedisTransport(redis, stream, maxLen, sink) {
-  'use strict'
+
+const binding = require('../binding.js')
+const streams = require('./stream.js')
+
+/** Carries out the flags a binding call answered with. */
+function apply(flags) {
+  streams.apply(flags, undefined)
+}
+
+function createTransport(redis, stream, maxLen, channel, owner) {
+  const sink = {
+    ready: (head) => apply(binding.redisReady(channel, head)),
+    event: (id, name, data, to) => apply(binding.redisEntry(channel, id, name, data, to)),
+    // The Channel object was garbage-collected without close().
+    alive: () => owner.deref() !== undefined,
+  }
+  maxLen = String(maxLen)
   // XREAD BLOCK holds a connection, so reading gets its own.
   const reader = redis.duplicate()
   reader.on('error', () => {}) // reconnects are ioredis' job; errors are reported by the commands
@@ -189,7 +202,10 @@
   read()
 
   return {
-    publish(name, data, to, replay) {
+    publish(name, data, uuids, replay) {
+      // The entry keeps the UUIDs comma-separated; a string with a comma is
+      // no member's UUID, and kept as is it would name others.
+      const to = uuids === undefined ? null : uuids.filter((uuid) => !uuid.includes(',')).sort().join(',')
       if (closed) return Promise.reject(closedError())
       if (redis.status !== 'ready') return Promise.reject(unavailable())
       if (lastId !== null) return xadd(name, data, to, replay)
@@ -200,42 +216,42 @@
       )
     },
 
-    // The entries from `lastId` on and the stream's window, read atomically;
-    // `done(err, null, null, null)` or `done(null, floor, head, flat)` with
-    // flat [id, name, data, to, ...], always in a later task. The range
-    // starts at `lastId` inclusive (Rust skips it): an exclusive start is an
-    // error in Redis for the largest id.
-    replay(lastId, done) {
-      const fail = (err) => done(unavailable(err), null, null, null)
+    // A replay page for `member`: on the first, the stream's window
+    // (XINFO STREAM) and the entries from `from` on, atomically; later, the
+    // entries from `from` to `until`. `from` itself is included (the core
+    // skips it): an exclusive start is an error in Redis for the largest id.
+    // Answered in a later task, always.
+    page(member, from, until, first, count) {
+      const fail = () => apply(binding.redisReplayed(channel, member, first, false, '0-0', '0-0', []))
       if (closed || redis.status !== 'ready') {
         setImmediate(fail)
         return
       }
-      redis
-        .multi()
-        .xinfo('STREAM', stream)
-        .xrange(stream, lastId, '+')
-        .exec()
+      const read = first
+        ? redis.multi().xinfo('STREAM', stream).xrange(stream, from, '+', 'COUNT', count).exec()
+        : redis.xrange(stream, from, until, 'COUNT', count).then((entries) => [[null, null], [null, entries]])
+      read
         .then((results) => {
           if (!Array.isArray(results)) throw new Error('the transaction was aborted')
           const [[infoErr, info], [rangeErr, entries]] = results
           const missing = infoErr && /no such key/i.test(infoErr.message)
           if ((infoErr && !missing) || rangeErr) throw infoErr || rangeErr
-          const { floor, head } = window(missing ? null : info)
+          const { floor, head } = first ? window(missing ? null : info) : { floor: '0-0', head: '0-0' }
           const flat = []
-          for (const [id, fields] of entries) {
+          for (const [id, fields] of entries ?? []) {
             const [name, data, to, replay] = fieldsOf(fields)
-            // Events broadcast with { replay: false } are live-only.
-            if (replay) flat.push(String(id), name, data, to)
+            flat.push(String(id), name, data, to, replay)
           }
           return { floor, head, flat }
         })
         .then(
-          ({ floor, head, flat }) => done(null, floor, head, flat),
-          (err) => fail(err),
+          ({ floor, head, flat }) => apply(binding.redisReplayed(channel, member, first, true, floor, head, flat)),
+          () => fail(),
         )
     },
 
     close: stop,
   }
-})
+}
+
+module.exports = { createTransport }

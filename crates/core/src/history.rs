@@ -11,6 +11,7 @@
 //! ids stay valid positions.
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use crate::event_id::ChannelId;
 
@@ -56,11 +57,15 @@ pub fn resume(last: ChannelId, floor: ChannelId, head: ChannelId, epoch: Option<
   }
 }
 
+#[derive(Debug)]
 struct Entry {
   id: ChannelId,
-  frame: Box<[u8]>,
+  /// Shared with replays in progress, which keep what they still have to
+  /// write even when the history has moved on.
+  frame: Rc<[u8]>,
 }
 
+#[derive(Debug)]
 pub struct History {
   entries: VecDeque<Entry>,
   bytes: usize,
@@ -145,6 +150,16 @@ impl History {
   pub fn after(&self, last: ChannelId) -> impl Iterator<Item = &[u8]> {
     let start = self.entries.partition_point(|entry| entry.id <= last);
     self.entries.range(start..).map(|entry| &*entry.frame)
+  }
+
+  /// The kept events after `last`, shared (not copied), for a replay.
+  pub fn snapshot_after(&self, last: ChannelId) -> VecDeque<Rc<[u8]>> {
+    let start = self.entries.partition_point(|entry| entry.id <= last);
+    self
+      .entries
+      .range(start..)
+      .map(|entry| Rc::clone(&entry.frame))
+      .collect()
   }
 }
 

@@ -1,0 +1,1517 @@
+//! The engine: every stream and channel of one JavaScript environment, and
+//! every decision about them.
+//!
+//! It is sans-I/O. It is driven by `&mut self` calls (a stream opened, an
+//! event sent, a response that drained, the end of a tick) and answers with
+//! what to do: flags (see [`flags`]), the bytes to write (handed to the
+//! caller's closure in [`Engine::flush`]) and [`Action`]s (destroy a
+//! response, report a length, read a Redis page). It never calls out, so a
+//! caller that runs user code (a `res.write` wrapper, a predicate) between
+//! two calls always finds it in a consistent state, and a call made from
+//! inside that user code is served like any other.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use crate::bytes::{Batch, Chunk};
+use crate::channel::{Channel, Member, Queued, Source, Targets, Waiting, Window};
+use crate::event_id::ChannelId;
+use crate::frame::{self, Event, EventId};
+use crate::heartbeat::{Heartbeats, BEATS_PER_FIRING};
+use crate::history::{self, History, Resume};
+use crate::slab::{Key, Slab};
+use crate::stream::{CloseReason, Replay, Stream};
+use crate::validate::{self, FieldError};
+
+/// Bits of the number most calls answer with.
+pub mod flags {
+  /// The bytes were accepted for the stream.
+  pub const ACCEPTED: u32 = 1;
+  /// Something is queued and no flush is scheduled yet: schedule one for
+  /// the end of the tick ([`super::Engine::flush`]).
+  pub const SCHEDULE: u32 = 2;
+  /// [`super::Engine::take_actions`] has work.
+  pub const ACTIONS: u32 = 4;
+  /// The stream's own bytes passed [`super::FLUSH_AT_BYTES`]: write them
+  /// now ([`super::Engine::write_now`]) unless a flush is being carried out.
+  pub const FLUSH_NOW: u32 = 8;
+  /// A channel's flush window must be armed (its timer started).
+  pub const ARM_WINDOW: u32 = 16;
+  /// The heartbeat timer must be armed for [`super::Engine::timer_due`].
+  pub const TIMER: u32 = 32;
+}
+
+/// Past this many bytes queued in one tick, a stream's bytes are written at
+/// once instead of at the end of the tick, which bounds its buffer.
+pub const FLUSH_AT_BYTES: usize = 128 * 1024;
+
+/// A batch allocation larger than this is not kept for the next tick.
+pub const KEEP_BATCH_CAPACITY: usize = 256 * 1024;
+
+/// Replays written at the same time; more wait their turn.
+pub const DEFAULT_MAX_REPLAYS: usize = 32;
+
+/// Entries read from Redis per replay page.
+pub const REDIS_PAGE_ENTRIES: u32 = 200;
+
+/// Work the caller must carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+  /// The stream went past its cap and is closed (`'overflow'`): destroy its
+  /// response.
+  Destroy(Key),
+  /// The stream is closed by the engine (`'server'`): write `bytes`, if
+  /// any, then end its response. (A Redis replay that could not be read:
+  /// the client reconnects and asks again.)
+  End(Key, Vec<u8>),
+  /// The stream may be past its cap, going by the last length its response
+  /// reported: report its current `writableLength` ([`Engine::length`]).
+  NeedLength(Key),
+  /// Read a replay page from the channel's Redis stream: the window
+  /// (`XINFO STREAM`) together with the entries from `from` on when
+  /// `first`, else the entries after `from` up to `until`.
+  RedisReplay {
+    channel: Key,
+    stream: Key,
+    from: ChannelId,
+    until: ChannelId,
+    first: bool,
+    count: u32,
+  },
+}
+
+/// Text from the caller: a JavaScript string in the binding, `str` in tests.
+pub trait Text {
+  /// Appends the UTF-8 form (a lone surrogate as U+FFFD).
+  fn append_utf8(&self, out: &mut Vec<u8>);
+  /// Whether the text has no lone surrogates. Only asked when its UTF-8
+  /// form holds U+FFFD, which is how a lone surrogate shows there.
+  fn is_well_formed(&self) -> bool;
+}
+
+impl Text for &str {
+  fn append_utf8(&self, out: &mut Vec<u8>) {
+    out.extend_from_slice(self.as_bytes());
+  }
+  fn is_well_formed(&self) -> bool {
+    true
+  }
+}
+
+impl Text for &[u8] {
+  fn append_utf8(&self, out: &mut Vec<u8>) {
+    out.extend_from_slice(self);
+  }
+  fn is_well_formed(&self) -> bool {
+    true
+  }
+}
+
+/// UTF-16 code units, as JavaScript strings hold them (tests).
+impl Text for &[u16] {
+  fn append_utf8(&self, out: &mut Vec<u8>) {
+    for c in char::decode_utf16(self.iter().copied()) {
+      let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
+      let mut buf = [0; 4];
+      out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    }
+  }
+  fn is_well_formed(&self) -> bool {
+    validate::check_utf16(self).is_ok()
+  }
+}
+
+/// Appends `text` to `out` and checks it against the single-line field
+/// rules; on failure `out` is as it was.
+pub fn append_field(out: &mut Vec<u8>, text: &dyn Text) -> Result<(), FieldError> {
+  let start = out.len();
+  text.append_utf8(out);
+  let written = &out[start..];
+  let checked = validate::check_single_line(written).and_then(|()| {
+    if validate::may_hide_lone_surrogate(written) && !text.is_well_formed() {
+      Err(FieldError::LoneSurrogate)
+    } else {
+      Ok(())
+    }
+  });
+  if checked.is_err() {
+    out.truncate(start);
+  }
+  checked
+}
+
+/// Which field of an event broke a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventError {
+  Name(FieldError),
+  Id(FieldError),
+}
+
+/// Why a channel call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelError {
+  /// `close()` was called.
+  Closed,
+  /// No such channel (released).
+  Gone,
+}
+
+/// An event checked and copied out of the caller, waiting to be broadcast.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prepared {
+  pub name: Vec<u8>,
+  pub data: Vec<u8>,
+}
+
+impl Prepared {
+  pub fn new(name: &dyn Text, data: &dyn Text) -> Result<Prepared, FieldError> {
+    let mut prepared = Prepared::default();
+    append_field(&mut prepared.name, name)?;
+    data.append_utf8(&mut prepared.data);
+    Ok(prepared)
+  }
+
+  /// Framed with `id`.
+  fn frame(&self, id: ChannelId, out: &mut Vec<u8>) {
+    let mut id_text = Vec::with_capacity(24);
+    id.write(&mut id_text);
+    frame::push_event(
+      out,
+      &Event {
+        id: Some(EventId::Text(&id_text)),
+        name: Some(&self.name),
+        data: &self.data,
+      },
+    );
+  }
+}
+
+/// How a stream opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOptions {
+  pub max_buffered: u64,
+  pub keep_alive_ms: u64,
+  pub retry_ms: Option<u64>,
+  pub welcome: bool,
+}
+
+/// Where a channel's events come from, when it is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelSource {
+  /// In-process, with ids `<epoch>-<n>` and a history of that many events
+  /// and bytes.
+  Local {
+    epoch: u64,
+    history_events: usize,
+    history_bytes: usize,
+  },
+  /// A Redis stream.
+  Redis,
+}
+
+/// One entry of a Redis stream, as the reader or a replay page gives it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+  pub id: Option<ChannelId>,
+  /// `None` when the entry has no `event` or `data` field (not ours).
+  pub name: Option<String>,
+  pub data: Option<String>,
+  /// The UUIDs it is for, comma-separated; `None` for everyone.
+  pub to: Option<String>,
+  /// `false` for live-only events (`replay 0`).
+  pub replay: bool,
+}
+
+/// A replay page read from Redis.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+  /// The stream's window, on the first page: the newest id a client may
+  /// have seen and still resume from, and the last id ever added.
+  pub floor: ChannelId,
+  pub head: ChannelId,
+  pub entries: Vec<Entry>,
+}
+
+#[derive(Debug)]
+struct RemoteCursor {
+  channel: Key,
+  /// The first page (with the stream's window) was asked for.
+  started: bool,
+  /// The replay continues after this id ...
+  after: ChannelId,
+  /// ... up to this one.
+  until: ChannelId,
+  fetching: bool,
+}
+
+/// Everything of one environment.
+pub struct Engine {
+  streams: Slab<Stream>,
+  channels: Slab<Channel>,
+  /// Streams with bytes for the next flush.
+  queue: Vec<Key>,
+  scheduled: bool,
+  /// Flushes so far: a channel's tick batch belongs to one.
+  flushes: u64,
+  tokens: u64,
+  heartbeats: Heartbeats,
+  /// The time the heartbeat timer is armed for, as reported with
+  /// [`flags::TIMER`].
+  timer_due: Option<u64>,
+  actions: Vec<Action>,
+  replays_running: usize,
+  replays_waiting: VecDeque<Key>,
+  max_replays: usize,
+  /// Redis replays, by stream.
+  cursors: std::collections::HashMap<Key, RemoteCursor>,
+  staged: Slab<Prepared>,
+}
+
+impl Default for Engine {
+  fn default() -> Self {
+    Engine::new()
+  }
+}
+
+/// Queues a stream that got bytes and checks its cap; the part of
+/// `after_push` that needs only the queue, so it can run while a channel is
+/// borrowed.
+struct Queue<'a> {
+  queue: &'a mut Vec<Key>,
+  scheduled: &'a mut bool,
+  actions: &'a mut Vec<Action>,
+}
+
+/// What [`Queue::pushed`] found.
+enum Pushed {
+  Flags(u32),
+  /// Past the cap: close the stream for overflow.
+  Overflow,
+}
+
+impl Queue<'_> {
+  fn pushed(&mut self, key: Key, stream: &mut Stream) -> Pushed {
+    let mut out = flags::ACCEPTED;
+    if stream.over_cap() {
+      if stream.res_queued == 0 {
+        return Pushed::Overflow;
+      }
+      // The response's length may be out of date (it may have drained in
+      // part): ask for it before deciding.
+      if !self.actions.contains(&Action::NeedLength(key)) {
+        self.actions.push(Action::NeedLength(key));
+      }
+      out |= flags::ACTIONS;
+    }
+    if !stream.queued {
+      stream.queued = true;
+      self.queue.push(key);
+    }
+    // Also when the stream was queued already: a call that could not
+    // report [`flags::SCHEDULE`] leaves it queued without a flush.
+    if !*self.scheduled {
+      *self.scheduled = true;
+      out |= flags::SCHEDULE;
+    }
+    if stream.replay.is_none() && stream.pending.len() >= FLUSH_AT_BYTES {
+      out |= flags::FLUSH_NOW;
+    }
+    Pushed::Flags(out)
+  }
+}
+
+impl Engine {
+  pub fn new() -> Engine {
+    Engine {
+      streams: Slab::default(),
+      channels: Slab::default(),
+      queue: Vec::new(),
+      scheduled: false,
+      flushes: 0,
+      tokens: 0,
+      heartbeats: Heartbeats::default(),
+      timer_due: None,
+      actions: Vec::new(),
+      replays_running: 0,
+      replays_waiting: VecDeque::new(),
+      max_replays: DEFAULT_MAX_REPLAYS,
+      cursors: std::collections::HashMap::new(),
+      staged: Slab::default(),
+    }
+  }
+
+  /// How many replays may be written at once (at least 1).
+  pub fn set_max_replays(&mut self, max: usize) {
+    self.max_replays = max.max(1);
+  }
+
+  /// After bytes were added to `key`: queues it, checks its cap.
+  fn after_push(&mut self, key: Key) -> u32 {
+    let Some(stream) = self.streams.get_mut(key) else {
+      return 0;
+    };
+    let mut queue = Queue {
+      queue: &mut self.queue,
+      scheduled: &mut self.scheduled,
+      actions: &mut self.actions,
+    };
+    match queue.pushed(key, stream) {
+      Pushed::Flags(out) => out,
+      Pushed::Overflow => self.overflow(key),
+    }
+  }
+
+  // ----- streams -----
+
+  /// Opens a stream: the `retry:` block and the welcome event are queued
+  /// (the welcome without an `id:` line when the client resumes, so that
+  /// it keeps its position), and its heartbeat is scheduled. `None` when
+  /// the engine holds as many streams as it can.
+  pub fn open_stream(
+    &mut self,
+    uuid: String,
+    last_event_id: Option<String>,
+    options: StreamOptions,
+    now_ms: u64,
+  ) -> Option<(Key, u32)> {
+    let resuming = last_event_id.is_some();
+    let mut stream = Stream::new(uuid, last_event_id, options.max_buffered);
+    stream.keep_alive_ms = options.keep_alive_ms;
+    let mut opening = Vec::new();
+    if let Some(ms) = options.retry_ms {
+      frame::push_retry(&mut opening, ms);
+    }
+    if options.welcome {
+      let data = frame::welcome_data(&stream.uuid);
+      frame::push_event(
+        &mut opening,
+        &Event {
+          id: (!resuming).then_some(EventId::Number(0)),
+          name: Some(b"welcome"),
+          data: data.as_bytes(),
+        },
+      );
+    }
+    let key = self.streams.insert(stream)?;
+    let mut out = 0;
+    if options.keep_alive_ms > 0 {
+      let due = now_ms.saturating_add(options.keep_alive_ms);
+      if let Some(stream) = self.streams.get_mut(key) {
+        stream.next_beat_ms = due;
+      }
+      self.heartbeats.schedule(key, due);
+      out |= self.want_timer();
+    }
+    if !opening.is_empty() {
+      out |= self.push_own_bytes(key, &opening);
+    }
+    Some((key, out | flags::ACCEPTED))
+  }
+
+  pub fn is_open(&self, key: Key) -> bool {
+    self.streams.contains(key)
+  }
+
+  pub fn stream(&self, key: Key) -> Option<&Stream> {
+    self.streams.get(key)
+  }
+
+  pub fn stream_count(&self) -> usize {
+    self.streams.len()
+  }
+
+  fn push_own_bytes(&mut self, key: Key, bytes: &[u8]) -> u32 {
+    let Some(stream) = self.streams.get_mut(key) else {
+      return 0;
+    };
+    let _ = stream.tail().push_own(|out| {
+      out.extend_from_slice(bytes);
+      Ok::<(), ()>(())
+    });
+    self.after_push(key)
+  }
+
+  /// Sends one event: `id: <id or the next number>`, `event: <name>`, the
+  /// data lines. The counter moves only without an explicit id. `Ok(0)` on a
+  /// closed stream; an error (nothing queued, the counter kept) when the
+  /// name or id breaks a field rule.
+  pub fn send(
+    &mut self,
+    key: Key,
+    name: &dyn Text,
+    data: &dyn Text,
+    id: Option<&dyn Text>,
+  ) -> Result<u32, EventError> {
+    let Some(stream) = self.streams.get_mut(key) else {
+      return Ok(0);
+    };
+    let mut id_text = Vec::new();
+    if let Some(id) = id {
+      append_field(&mut id_text, id).map_err(EventError::Id)?;
+    }
+    let event_id = match id {
+      Some(_) => EventId::Text(&id_text),
+      None => EventId::Number(stream.next_id),
+    };
+    stream.tail().push_own(|out| {
+      frame::push_event_in_place(
+        out,
+        event_id,
+        |out| append_field(out, name).map_err(EventError::Name),
+        |out| {
+          data.append_utf8(out);
+          Ok(())
+        },
+      )
+    })?;
+    if id.is_none() {
+      stream.next_id += 1;
+    }
+    Ok(self.after_push(key))
+  }
+
+  /// Sends a comment (`: <line>` per line, then a blank line); `0` on a
+  /// closed stream.
+  pub fn comment(&mut self, key: Key, text: &dyn Text) -> u32 {
+    let Some(stream) = self.streams.get_mut(key) else {
+      return 0;
+    };
+    let mut line = Vec::new();
+    text.append_utf8(&mut line);
+    let _ = stream.tail().push_own(|out| {
+      frame::push_comment(out, &line);
+      Ok::<(), ()>(())
+    });
+    self.after_push(key)
+  }
+
+  /// Bytes this stream holds (not counting what its response holds).
+  pub fn queued_bytes(&self, key: Key) -> u64 {
+    self.streams.get(key).map_or(0, |stream| {
+      (stream.pending.len() + stream.held.len()) as u64
+    })
+  }
+
+  /// The response reported `len` bytes queued (Node's `writableLength`),
+  /// as [`Action::NeedLength`] asked: past the cap, the stream is closed
+  /// for overflow.
+  pub fn length(&mut self, key: Key, len: u64) -> u32 {
+    let Some(stream) = self.streams.get_mut(key) else {
+      return 0;
+    };
+    stream.res_queued = len;
+    if stream.over_cap() {
+      return self.overflow(key);
+    }
+    flags::ACCEPTED
+  }
+
+  /// A write to the response returned `false` and it now holds `len`
+  /// bytes: the stream waits for `'drain'` (replays pause); past the cap it
+  /// is closed for overflow.
+  pub fn backpressure(&mut self, key: Key, len: u64) -> u32 {
+    let Some(stream) = self.streams.get_mut(key) else {
+      return 0;
+    };
+    stream.res_queued = len;
+    stream.draining = true;
+    if stream.over_cap() {
+      return self.overflow(key);
+    }
+    flags::ACCEPTED
+  }
+
+  /// The response emitted `'drain'`: it holds nothing any more; a paused
+  /// replay goes on.
+  pub fn drained(&mut self, key: Key) -> u32 {
+    let Some(stream) = self.streams.get_mut(key) else {
+      return 0;
+    };
+    stream.res_queued = 0;
+    stream.draining = false;
+    if stream.replay.is_some() {
+      return self.requeue(key);
+    }
+    0
+  }
+
+  /// Puts `key` in the queue for the next flush even when it has nothing
+  /// pending (a replay that goes on).
+  fn requeue(&mut self, key: Key) -> u32 {
+    let Some(stream) = self.streams.get_mut(key) else {
+      return 0;
+    };
+    if !stream.queued {
+      stream.queued = true;
+      self.queue.push(key);
+    }
+    if !self.scheduled {
+      self.scheduled = true;
+      return flags::SCHEDULE;
+    }
+    0
+  }
+
+  /// Writes the stream's pending bytes now (see [`flags::FLUSH_NOW`]).
+  pub fn write_now<R>(&mut self, key: Key, write: impl FnOnce(Chunk<'_>) -> R) -> Option<R> {
+    let stream = self.streams.get_mut(key)?;
+    if stream.pending.is_empty() || stream.replay.is_some() {
+      return None;
+    }
+    Some(stream.pending.take(write))
+  }
+
+  /// Ends the stream (`close()`): hands what it still has, pending bytes,
+  /// the rest of a replay, and what waited behind it, to `write` as one
+  /// chunk, and forgets it. `None` when it was already closed.
+  pub fn close<R>(&mut self, key: Key, write: impl FnOnce(Chunk<'_>) -> R) -> Option<R> {
+    let (result, out) = self.close_and_report(key, write)?;
+    self.unreported(out);
+    Some(result)
+  }
+
+  /// [`Engine::close`], with the flags of the replays that took its slot.
+  fn close_and_report<R>(
+    &mut self,
+    key: Key,
+    write: impl FnOnce(Chunk<'_>) -> R,
+  ) -> Option<(R, u32)> {
+    let mut out = 0;
+    let stream = self.streams.get_mut(key)?;
+    if let Some(replay) = stream.replay.take() {
+      let mut rest = std::mem::take(&mut stream.held);
+      for frame in replay.frames {
+        let _ = stream.pending.push_own(|out| {
+          out.extend_from_slice(&frame);
+          Ok::<(), ()>(())
+        });
+      }
+      stream.pending.append(&mut rest);
+      if replay.running {
+        out |= self.replay_slot_freed();
+      }
+    }
+    let stream = self.streams.get_mut(key)?;
+    let result = stream.pending.take(write);
+    out |= self.close_stream(key, CloseReason::Server).unwrap_or(0);
+    Some((result, out))
+  }
+
+  /// The stream ended by itself (`reason`: the client left, or other code
+  /// ended the response): its bytes are dropped. Returns whether it was
+  /// still open.
+  pub fn gone(&mut self, key: Key, reason: CloseReason) -> bool {
+    let Some(out) = self.close_stream(key, reason) else {
+      return false;
+    };
+    self.unreported(out);
+    true
+  }
+
+  /// Closes the stream for overflow: [`flags::ACTIONS`] (its `Destroy`) and
+  /// the flags of a replay that took its slot.
+  fn overflow(&mut self, key: Key) -> u32 {
+    match self.close_stream(key, CloseReason::Overflow) {
+      Some(out) => {
+        self.actions.push(Action::Destroy(key));
+        out | flags::ACTIONS
+      }
+      None => 0,
+    }
+  }
+
+  /// What a call that cannot answer with flags (it returns something
+  /// else) does with the flags of the work it started: a flush it would
+  /// have asked for is not claimed, so the streams stay queued and the
+  /// next call that queues anything asks for the flush. (Claiming it
+  /// unreported would leave `scheduled` set with no flush coming, and every
+  /// later call would take a flush for granted.) Actions need nothing: the
+  /// caller looks at them after every call.
+  fn unreported(&mut self, out: u32) {
+    if out & flags::SCHEDULE != 0 {
+      self.scheduled = false;
+    }
+  }
+
+  /// Forgets the stream: out of its channels, its bytes and heartbeat gone.
+  /// Returns the flags of a waiting replay that took its slot.
+  fn close_stream(&mut self, key: Key, _reason: CloseReason) -> Option<u32> {
+    let mut stream = self.streams.remove(key)?;
+    for channel in std::mem::take(&mut stream.channels) {
+      if let Some(channel) = self.channels.get_mut(channel) {
+        channel.take(key);
+      }
+    }
+    self.cursors.remove(&key);
+    self.replays_waiting.retain(|waiting| *waiting != key);
+    let mut out = 0;
+    if stream.replay.as_ref().is_some_and(|replay| replay.running) {
+      out = self.replay_slot_freed();
+    }
+    stream.release();
+    Some(out)
+  }
+
+  /// End of the tick: every queued stream's bytes, one chunk per stream, to
+  /// `write`. Replays take their next step here.
+  pub fn flush(&mut self, mut write: impl FnMut(Key, Chunk<'_>)) -> u32 {
+    self.scheduled = false;
+    self.flushes += 1;
+    let mut queue = std::mem::take(&mut self.queue);
+    let mut again = Vec::new();
+    let mut finished = 0;
+    for &key in &queue {
+      let Some(stream) = self.streams.get_mut(key) else {
+        continue;
+      };
+      stream.queued = false;
+      if !stream.draining && stream.refill() {
+        finished += 1;
+      }
+      if !stream.pending.is_empty() {
+        stream.pending.take(|chunk| write(key, chunk));
+      }
+      if let Some(replay) = &stream.replay {
+        if replay.running && !replay.frames.is_empty() && !stream.draining {
+          again.push(key);
+        }
+      }
+    }
+    queue.clear();
+    self.queue = queue;
+    let mut out = 0;
+    for _ in 0..finished {
+      // The replays that take the slots are queued for the next flush.
+      out |= self.replay_slot_freed();
+    }
+    for key in again {
+      out |= self.requeue(key);
+    }
+    out |= self.fetch_pages();
+    if !self.actions.is_empty() {
+      out |= flags::ACTIONS;
+    }
+    out
+  }
+
+  /// Takes the work the caller must carry out.
+  pub fn take_actions(&mut self) -> Vec<Action> {
+    std::mem::take(&mut self.actions)
+  }
+
+  pub fn has_actions(&self) -> bool {
+    !self.actions.is_empty()
+  }
+
+  // ----- heartbeats -----
+
+  /// Reports [`flags::TIMER`] when the heartbeat timer must be armed for an
+  /// earlier time than it is.
+  fn want_timer(&mut self) -> u32 {
+    match self.heartbeats.next_due() {
+      Some(due) if self.timer_due.is_none_or(|armed| due < armed) => {
+        self.timer_due = Some(due);
+        flags::TIMER
+      }
+      _ => 0,
+    }
+  }
+
+  /// When the heartbeat timer should fire, once [`flags::TIMER`] said so.
+  pub fn timer_due(&self) -> Option<u64> {
+    self.timer_due
+  }
+
+  /// The heartbeat timer fired: a heartbeat comment for each stream that
+  /// is due (at most [`BEATS_PER_FIRING`]; the rest a millisecond later).
+  pub fn beat(&mut self, now_ms: u64) -> u32 {
+    self.timer_due = None;
+    let mut out = 0;
+    let mut beaten = 0;
+    while beaten < BEATS_PER_FIRING {
+      let Some((due, key)) = self.heartbeats.pop_due(now_ms) else {
+        break;
+      };
+      let Some(stream) = self.streams.get_mut(key) else {
+        continue;
+      };
+      if stream.keep_alive_ms == 0 || stream.next_beat_ms != due {
+        continue;
+      }
+      let next = due.saturating_add(stream.keep_alive_ms).max(now_ms + 1);
+      stream.next_beat_ms = next;
+      self.heartbeats.schedule(key, next);
+      beaten += 1;
+      out |= self.comment(key, &"");
+    }
+    if beaten == BEATS_PER_FIRING && self.heartbeats.next_due().is_some_and(|due| due <= now_ms) {
+      self.timer_due = Some(now_ms + 1);
+      return out | flags::TIMER;
+    }
+    out | self.want_timer()
+  }
+
+  // ----- replays -----
+
+  /// Gives `key`'s replay a slot, or queues it for one.
+  fn start_replay(&mut self, key: Key) -> u32 {
+    if self.replays_running >= self.max_replays {
+      self.replays_waiting.push_back(key);
+      return 0;
+    }
+    self.run_replay(key)
+  }
+
+  fn run_replay(&mut self, key: Key) -> u32 {
+    let Some(stream) = self.streams.get_mut(key) else {
+      return 0;
+    };
+    let Some(replay) = stream.replay.as_mut() else {
+      return 0;
+    };
+    replay.running = true;
+    self.replays_running += 1;
+    if self.cursors.contains_key(&key) {
+      return self.fetch_pages();
+    }
+    self.requeue(key)
+  }
+
+  /// A replay slot is free: waiting replays take it. Returns what they
+  /// ask for (a flush; a page is an action).
+  fn replay_slot_freed(&mut self) -> u32 {
+    self.replays_running = self.replays_running.saturating_sub(1);
+    let mut out = 0;
+    while self.replays_running < self.max_replays {
+      let Some(next) = self.replays_waiting.pop_front() else {
+        break;
+      };
+      if self.streams.contains(next) {
+        out |= self.run_replay(next);
+      }
+    }
+    out
+  }
+
+  /// Replays that have run out of frames and have more to read from Redis
+  /// ask for their next page.
+  fn fetch_pages(&mut self) -> u32 {
+    let mut out = 0;
+    for (&stream_key, cursor) in self.cursors.iter_mut() {
+      if cursor.fetching {
+        continue;
+      }
+      let Some(stream) = self.streams.get(stream_key) else {
+        continue;
+      };
+      if !stream.replay_starved() {
+        continue;
+      }
+      cursor.fetching = true;
+      let first = !cursor.started;
+      cursor.started = true;
+      self.actions.push(Action::RedisReplay {
+        channel: cursor.channel,
+        stream: stream_key,
+        from: cursor.after,
+        until: cursor.until,
+        first,
+        count: REDIS_PAGE_ENTRIES,
+      });
+      out |= flags::ACTIONS;
+    }
+    out
+  }
+
+  // ----- channels -----
+
+  pub fn open_channel(&mut self, source: ChannelSource, window_ms: u64) -> Option<Key> {
+    let source = match source {
+      ChannelSource::Local {
+        epoch,
+        history_events,
+        history_bytes,
+      } => Source::Local {
+        epoch,
+        history: History::new(ChannelId::new(epoch, 0), history_events, history_bytes),
+      },
+      ChannelSource::Redis => Source::Redis { head: None },
+    };
+    self.channels.insert(Channel::new(source, window_ms))
+  }
+
+  pub fn channel(&self, key: Key) -> Option<&Channel> {
+    self.channels.get(key)
+  }
+
+  /// The members' streams, in order (for a `to` predicate).
+  pub fn members(&self, channel: Key) -> Vec<Key> {
+    self
+      .channels
+      .get(channel)
+      .map(|channel| channel.members.iter().map(|m| m.stream).collect())
+      .unwrap_or_default()
+  }
+
+  /// Adds `stream` to `channel`: what it receives first follows from its
+  /// `Last-Event-ID` (see [`history::resume`]). `Ok((false, _))` when the
+  /// stream has ended; adding a member again does nothing.
+  pub fn add(&mut self, channel_key: Key, stream_key: Key) -> Result<(bool, u32), ChannelError> {
+    let channel = open_channel(&mut self.channels, channel_key)?;
+    if channel.index.contains_key(&stream_key) {
+      return Ok((true, 0));
+    }
+    let Some(stream) = self.streams.get_mut(stream_key) else {
+      return Ok((false, 0));
+    };
+    stream.channels.push(channel_key);
+    let last = stream.last_event_id.clone();
+    let mut member = Member {
+      stream: stream_key,
+      after: ChannelId::ZERO,
+      joining: None,
+    };
+    match &channel.source {
+      Source::Local { epoch, history } => {
+        let head = history.head();
+        member.after = head;
+        let decision = match &last {
+          None => None,
+          Some(text) => Some(match ChannelId::parse(text.as_bytes()) {
+            Some(id) => (id, history.resume(id, Some(*epoch))),
+            None => (ChannelId::ZERO, Resume::Unknown),
+          }),
+        };
+        let frames = match decision {
+          Some((id, Resume::Replay)) => Some(history.snapshot_after(id)),
+          _ => None,
+        };
+        channel.insert(member);
+        match (decision, frames) {
+          (None, _) => Ok((true, self.push_position(stream_key, head))),
+          (Some(_), Some(frames)) if frames.is_empty() => Ok((true, 0)),
+          (Some(_), Some(frames)) => Ok((true, self.begin_replay(stream_key, frames, false))),
+          (Some((_, reason)), None) => Ok((true, self.push_reset(stream_key, head, reason))),
+        }
+      }
+      Source::Redis { head } => {
+        let head = *head;
+        member.joining = Some(Vec::new());
+        member.after = head.unwrap_or(ChannelId::ZERO);
+        channel.insert(member);
+        match head {
+          None => Ok((true, 0)),
+          Some(head) => Ok((true, self.join_redis(channel_key, stream_key, head))),
+        }
+      }
+    }
+  }
+
+  /// Starts a replay of `frames` on `stream` (bytes queued afterwards wait
+  /// behind it); `more` when more frames are to come from Redis.
+  fn begin_replay(&mut self, stream_key: Key, frames: VecDeque<Rc<[u8]>>, more: bool) -> u32 {
+    let Some(stream) = self.streams.get_mut(stream_key) else {
+      return 0;
+    };
+    match stream.replay.as_mut() {
+      Some(replay) => {
+        // A second channel's replay follows the first one's.
+        replay.frames.extend(frames);
+        replay.more |= more;
+        0
+      }
+      None => {
+        stream.replay = Some(Replay {
+          frames,
+          more,
+          running: false,
+        });
+        self.start_replay(stream_key)
+      }
+    }
+  }
+
+  fn push_position(&mut self, stream: Key, head: ChannelId) -> u32 {
+    let mut id = Vec::new();
+    head.write(&mut id);
+    let mut out = Vec::new();
+    frame::push_position(&mut out, &id);
+    self.push_own_bytes(stream, &out)
+  }
+
+  fn reset_frame(head: ChannelId, reason: Resume) -> Vec<u8> {
+    let mut id = Vec::new();
+    head.write(&mut id);
+    let data = format!("{{\"reason\":\"{}\"}}", reason.reason());
+    let mut out = Vec::new();
+    frame::push_event(
+      &mut out,
+      &Event {
+        id: Some(EventId::Text(&id)),
+        name: Some(b"reset"),
+        data: data.as_bytes(),
+      },
+    );
+    out
+  }
+
+  fn push_reset(&mut self, stream: Key, head: ChannelId, reason: Resume) -> u32 {
+    self.push_own_bytes(stream, &Self::reset_frame(head, reason))
+  }
+
+  /// Takes `stream` out of `channel` (its stream stays open). Returns
+  /// whether it was a member.
+  pub fn remove(&mut self, channel_key: Key, stream_key: Key) -> bool {
+    let Some(channel) = self.channels.get_mut(channel_key) else {
+      return false;
+    };
+    if channel.take(stream_key).is_none() {
+      return false;
+    }
+    if let Some(stream) = self.streams.get_mut(stream_key) {
+      stream.channels.retain(|key| *key != channel_key);
+    }
+    if self
+      .cursors
+      .get(&stream_key)
+      .is_some_and(|cursor| cursor.channel == channel_key)
+    {
+      let out = self.end_remote_replay(stream_key);
+      self.unreported(out);
+    }
+    true
+  }
+
+  /// A Redis replay whose member left the channel stops; what waited behind
+  /// it goes out.
+  fn end_remote_replay(&mut self, stream_key: Key) -> u32 {
+    self.cursors.remove(&stream_key);
+    let Some(stream) = self.streams.get_mut(stream_key) else {
+      return 0;
+    };
+    if let Some(replay) = stream.replay.as_mut() {
+      replay.more = false;
+    }
+    self.requeue(stream_key)
+  }
+
+  /// Keeps a prepared event until [`Engine::broadcast_staged`] or
+  /// [`Engine::unstage`] (a predicate runs in between).
+  pub fn stage(&mut self, prepared: Prepared) -> Option<Key> {
+    self.staged.insert(prepared)
+  }
+
+  pub fn unstage(&mut self, key: Key) -> Option<Prepared> {
+    self.staged.remove(key)
+  }
+
+  /// Broadcasts an in-process channel's event: the next id, framed once,
+  /// kept in the history unless it is targeted or not for `replay`, and
+  /// delivered now (to the tick's shared batch) or when the flush window
+  /// ends.
+  pub fn broadcast(
+    &mut self,
+    channel_key: Key,
+    prepared: &Prepared,
+    targets: Targets,
+    replay: bool,
+  ) -> Result<(ChannelId, u32), ChannelError> {
+    let flushes = self.flushes;
+    let token = self.tokens + 1;
+    let channel = open_channel(&mut self.channels, channel_key)?;
+    let Source::Local { epoch, history } = &mut channel.source else {
+      return Err(ChannelError::Gone);
+    };
+    let id = ChannelId::new(*epoch, history.head().seq + 1);
+    let mut framed = Vec::with_capacity(prepared.name.len() + prepared.data.len() + 48);
+    prepared.frame(id, &mut framed);
+    if targets.is_all() && replay {
+      history.push(id, &framed);
+    } else {
+      history.pass(id);
+    }
+    let (batch, armed) = Self::batch_for(channel, flushes, token);
+    self.tokens = token;
+    let (start, end) = batch.append(&framed);
+    Ok((
+      id,
+      self.deliver_or_queue(channel_key, id, &batch, start, end, targets, armed),
+    ))
+  }
+
+  /// The batch a broadcast is framed into: the window's, or this tick's
+  /// (a new one once a flush has passed, reusing the old allocation when no
+  /// stream holds it and it is small). The flag says the window is new.
+  fn batch_for(channel: &mut Channel, flushes: u64, token: u64) -> (Rc<Batch>, bool) {
+    if channel.window_ms > 0 {
+      if let Some(window) = &channel.window {
+        return (Rc::clone(&window.batch), false);
+      }
+      let batch = Rc::new(Batch::new(token));
+      channel.window = Some(Window {
+        batch: Rc::clone(&batch),
+        queue: Vec::new(),
+      });
+      return (batch, true);
+    }
+    if let Some((made_in, batch)) = &channel.tick {
+      if *made_in == flushes {
+        return (Rc::clone(batch), false);
+      }
+    }
+    let batch = match channel.tick.take() {
+      Some((_, mut batch)) => match Rc::get_mut(&mut batch) {
+        Some(reusable) => {
+          reusable.reset(token, KEEP_BATCH_CAPACITY);
+          batch
+        }
+        None => Rc::new(Batch::new(token)),
+      },
+      None => Rc::new(Batch::new(token)),
+    };
+    channel.tick = Some((flushes, Rc::clone(&batch)));
+    (batch, false)
+  }
+
+  #[allow(clippy::too_many_arguments)]
+  fn deliver_or_queue(
+    &mut self,
+    channel_key: Key,
+    id: ChannelId,
+    batch: &Rc<Batch>,
+    start: usize,
+    end: usize,
+    targets: Targets,
+    armed: bool,
+  ) -> u32 {
+    if let Some(channel) = self.channels.get_mut(channel_key) {
+      if let Some(window) = channel.window.as_mut() {
+        window.queue.push(Queued {
+          id,
+          start,
+          end,
+          targets,
+        });
+        return if armed { flags::ARM_WINDOW } else { 0 };
+      }
+    }
+    self.deliver(channel_key, id, batch, start, end, &targets)
+  }
+
+  /// Writes the event `id` (`batch[start..end]`) to every member it is for
+  /// and has not got it.
+  fn deliver(
+    &mut self,
+    channel_key: Key,
+    id: ChannelId,
+    batch: &Rc<Batch>,
+    start: usize,
+    end: usize,
+    targets: &Targets,
+  ) -> u32 {
+    let Some(channel) = self.channels.get_mut(channel_key) else {
+      return 0;
+    };
+    let mut queue = Queue {
+      queue: &mut self.queue,
+      scheduled: &mut self.scheduled,
+      actions: &mut self.actions,
+    };
+    let mut out = 0;
+    let mut over = Vec::new();
+    for member in channel.members.iter_mut() {
+      let Some(stream) = self.streams.get_mut(member.stream) else {
+        continue;
+      };
+      if id <= member.after || !targets.includes(member.stream, &stream.uuid) {
+        continue;
+      }
+      member.after = id;
+      if let Some(waiting) = member.joining.as_mut() {
+        waiting.push(Waiting {
+          id,
+          batch: Rc::clone(batch),
+          start,
+          end,
+        });
+        continue;
+      }
+      stream.push_shared(batch, start, end);
+      match queue.pushed(member.stream, stream) {
+        Pushed::Flags(flags) => out |= flags & !flags::ACCEPTED,
+        Pushed::Overflow => over.push(member.stream),
+      }
+    }
+    for key in over {
+      out |= self.overflow(key);
+    }
+    out & !flags::FLUSH_NOW
+  }
+
+  /// The flush window ended: its broadcasts go to the members, in order.
+  pub fn window_fire(&mut self, channel_key: Key) -> u32 {
+    let Some(channel) = self.channels.get_mut(channel_key) else {
+      return 0;
+    };
+    let Some(window) = channel.window.take() else {
+      return 0;
+    };
+    let mut out = 0;
+    for queued in &window.queue {
+      out |= self.deliver(
+        channel_key,
+        queued.id,
+        &window.batch,
+        queued.start,
+        queued.end,
+        &queued.targets,
+      );
+    }
+    if self
+      .channels
+      .get(channel_key)
+      .is_some_and(|channel| channel.dropped)
+    {
+      out |= self.release_channel(channel_key);
+    }
+    out
+  }
+
+  /// `close()`: broadcasts waiting for the window go out now, every member
+  /// leaves (its stream stays open), and nothing more is accepted.
+  pub fn close_channel(&mut self, channel_key: Key) -> u32 {
+    let Some(channel) = self.channels.get_mut(channel_key) else {
+      return 0;
+    };
+    if channel.closed {
+      return 0;
+    }
+    let out = self.window_fire(channel_key);
+    if let Some(channel) = self.channels.get_mut(channel_key) {
+      channel.closed = true;
+    }
+    out | self.detach_members(channel_key)
+  }
+
+  fn detach_members(&mut self, channel_key: Key) -> u32 {
+    let Some(channel) = self.channels.get_mut(channel_key) else {
+      return 0;
+    };
+    let mut out = 0;
+    let members = std::mem::take(&mut channel.members);
+    channel.index.clear();
+    for member in members {
+      if let Some(stream) = self.streams.get_mut(member.stream) {
+        stream.channels.retain(|key| *key != channel_key);
+      }
+      if self
+        .cursors
+        .get(&member.stream)
+        .is_some_and(|cursor| cursor.channel == channel_key)
+      {
+        out |= self.end_remote_replay(member.stream);
+      }
+    }
+    out
+  }
+
+  /// The channel's JavaScript object was collected: it goes, once
+  /// broadcasts waiting for its window have been written.
+  pub fn drop_channel(&mut self, channel_key: Key) {
+    let Some(channel) = self.channels.get_mut(channel_key) else {
+      return;
+    };
+    channel.dropped = true;
+    if channel.window.is_none() {
+      let out = self.release_channel(channel_key);
+      self.unreported(out);
+    }
+  }
+
+  fn release_channel(&mut self, channel_key: Key) -> u32 {
+    let out = self.detach_members(channel_key);
+    self.channels.remove(channel_key);
+    out
+  }
+
+  // ----- Redis channels -----
+
+  /// Reading the stream started at `head`: members waiting for the
+  /// position join now. Later calls do nothing.
+  pub fn redis_ready(&mut self, channel_key: Key, head: ChannelId) -> u32 {
+    let Some(channel) = self.channels.get_mut(channel_key) else {
+      return 0;
+    };
+    let Source::Redis { head: known } = &mut channel.source else {
+      return 0;
+    };
+    if known.is_some() {
+      return 0;
+    }
+    *known = Some(head);
+    let waiting: Vec<Key> = channel
+      .members
+      .iter_mut()
+      .filter(|member| member.joining.is_some())
+      .map(|member| {
+        member.after = head;
+        member.stream
+      })
+      .collect();
+    let mut out = 0;
+    for stream in waiting {
+      out |= self.join_redis(channel_key, stream, head);
+    }
+    out
+  }
+
+  /// Starts a member of a Redis channel whose head is known: its position
+  /// when it has no `Last-Event-ID`, a reset for one that is not an id,
+  /// else a replay whose first page is read from Redis.
+  fn join_redis(&mut self, channel_key: Key, stream_key: Key, head: ChannelId) -> u32 {
+    let Some(last) = self
+      .streams
+      .get(stream_key)
+      .map(|stream| stream.last_event_id.clone())
+    else {
+      return 0;
+    };
+    match last
+      .as_deref()
+      .map(|text| ChannelId::parse(text.as_bytes()))
+    {
+      None => {
+        let out = self.push_position(stream_key, head);
+        out | self.finish_join(channel_key, stream_key, head)
+      }
+      Some(None) => {
+        let out = self.push_reset(stream_key, head, Resume::Unknown);
+        out | self.finish_join(channel_key, stream_key, head)
+      }
+      Some(Some(last)) => {
+        // Live events after what the client has wait in the member until
+        // the first page decides; not after `last` itself when that is
+        // past what this process has read (a made-up id would hold back
+        // every live event up to it).
+        if let Some(member) = self
+          .channels
+          .get_mut(channel_key)
+          .and_then(|channel| channel.member_mut(stream_key))
+        {
+          member.after = last.min(head);
+        }
+        self.cursors.insert(
+          stream_key,
+          RemoteCursor {
+            channel: channel_key,
+            started: false,
+            after: last,
+            until: head,
+            fetching: false,
+          },
+        );
+        let out = self.begin_replay(stream_key, VecDeque::new(), true);
+        // A replay that got a slot at once asks for its first page now.
+        out | self.fetch_pages()
+      }
+    }
+  }
+
+  /// The live events that waited while `stream` joined, those after `upto`
+  /// (which it has by now), are queued; it is a live member from here on.
+  fn finish_join(&mut self, channel_key: Key, stream_key: Key, upto: ChannelId) -> u32 {
+    let Some(member) = self
+      .channels
+      .get_mut(channel_key)
+      .and_then(|channel| channel.member_mut(stream_key))
+    else {
+      return 0;
+    };
+    let waiting = member.joining.take().unwrap_or_default();
+    let mut after = upto.max(member.after);
+    let Some(stream) = self.streams.get_mut(stream_key) else {
+      return 0;
+    };
+    let mut pushed = false;
+    for event in waiting {
+      if event.id <= upto {
+        continue;
+      }
+      after = after.max(event.id);
+      stream.push_shared(&event.batch, event.start, event.end);
+      pushed = true;
+    }
+    member.after = after;
+    if pushed {
+      self.after_push(stream_key)
+    } else {
+      0
+    }
+  }
+
+  /// A replay page arrived (or, with `None`, could not be read).
+  pub fn redis_replayed(
+    &mut self,
+    channel_key: Key,
+    stream_key: Key,
+    first: bool,
+    page: Option<Page>,
+  ) -> u32 {
+    let Some(cursor) = self.cursors.get_mut(&stream_key) else {
+      return 0;
+    };
+    if cursor.channel != channel_key {
+      return 0;
+    }
+    cursor.fetching = false;
+    let member_here = self
+      .channels
+      .get(channel_key)
+      .and_then(|channel| channel.member(stream_key))
+      .is_some();
+    if !member_here {
+      return self.end_remote_replay(stream_key);
+    }
+    let Some(page) = page else {
+      // Redis could not answer: end the stream so the client reconnects
+      // and asks again, still with its Last-Event-ID.
+      self.cursors.remove(&stream_key);
+      return self.end_for_retry(stream_key);
+    };
+    let (last, until) = (cursor.after, cursor.until);
+    let mut out = 0;
+    if first {
+      let decision = history::resume(last, page.floor, page.head, None);
+      let head = page.head;
+      if let Some(cursor) = self.cursors.get_mut(&stream_key) {
+        cursor.until = head;
+      }
+      if decision != Resume::Replay {
+        self.cursors.remove(&stream_key);
+        let reset = Self::reset_frame(head, decision);
+        if let Some(replay) = self
+          .streams
+          .get_mut(stream_key)
+          .and_then(|stream| stream.replay.as_mut())
+        {
+          replay.frames.push_back(reset.into());
+          replay.more = false;
+        }
+        out |= self.finish_join(channel_key, stream_key, head);
+        return out | self.requeue(stream_key);
+      }
+      out |= self.finish_join(channel_key, stream_key, head);
+      return out | self.take_page(stream_key, last, head, page.entries);
+    }
+    out | self.take_page(stream_key, last, until, page.entries)
+  }
+
+  /// Frames a page's entries after `last` and up to `until` into the
+  /// stream's replay; the replay ends when a page comes back short.
+  fn take_page(
+    &mut self,
+    stream_key: Key,
+    last: ChannelId,
+    until: ChannelId,
+    entries: Vec<Entry>,
+  ) -> u32 {
+    let full = entries.len() as u32 >= REDIS_PAGE_ENTRIES;
+    let mut newest = last;
+    let mut frames = VecDeque::new();
+    for entry in &entries {
+      let Some(id) = entry.id else { continue };
+      newest = newest.max(id);
+      if id <= last || id > until || entry.to.is_some() || !entry.replay {
+        continue;
+      }
+      if let Some(frame) = frame_entry(id, entry) {
+        frames.push_back(Rc::from(frame));
+      }
+    }
+    let done = !full || newest >= until;
+    if done {
+      self.cursors.remove(&stream_key);
+    } else if let Some(cursor) = self.cursors.get_mut(&stream_key) {
+      cursor.after = newest;
+    }
+    if let Some(replay) = self
+      .streams
+      .get_mut(stream_key)
+      .and_then(|stream| stream.replay.as_mut())
+    {
+      replay.frames.extend(frames);
+      replay.more = !done;
+    }
+    self.requeue(stream_key)
+  }
+
+  fn end_for_retry(&mut self, stream_key: Key) -> u32 {
+    let mut bytes = Vec::new();
+    let closed = self.close_and_report(stream_key, |chunk| match chunk {
+      Chunk::Bytes(b) => bytes.extend_from_slice(b),
+      Chunk::Batch(batch) => bytes.extend_from_slice(&batch.bytes()),
+    });
+    if let Some(((), out)) = closed {
+      self.actions.push(Action::End(stream_key, bytes));
+      return out | flags::ACTIONS;
+    }
+    0
+  }
+
+  /// One entry read from the stream, in order: framed with its id and
+  /// written to the members it is for. Entries that are not events of a
+  /// native-sse channel, or that were read already, are skipped.
+  pub fn redis_entry(&mut self, channel_key: Key, entry: &Entry) -> u32 {
+    let flushes = self.flushes;
+    let token = self.tokens + 1;
+    let Some(channel) = self.channels.get_mut(channel_key) else {
+      return 0;
+    };
+    if channel.closed {
+      return 0;
+    }
+    let Source::Redis { head } = &mut channel.source else {
+      return 0;
+    };
+    let Some(id) = entry.id else {
+      return 0;
+    };
+    if head.is_some_and(|head| id <= head) {
+      return 0;
+    }
+    *head = Some(id);
+    let Some(framed) = frame_entry(id, entry) else {
+      return 0;
+    };
+    let targets = match &entry.to {
+      Some(list) => Targets::from_uuid_list(list, ','),
+      None => Targets::All,
+    };
+    let (batch, armed) = Self::batch_for(channel, flushes, token);
+    self.tokens = token;
+    let (start, end) = batch.append(&framed);
+    self.deliver_or_queue(channel_key, id, &batch, start, end, targets, armed)
+  }
+}
+
+fn open_channel(channels: &mut Slab<Channel>, key: Key) -> Result<&mut Channel, ChannelError> {
+  match channels.get_mut(key) {
+    Some(channel) if channel.closed => Err(ChannelError::Closed),
+    Some(channel) => Ok(channel),
+    None => Err(ChannelError::Gone),
+  }
+}
+
+/// The framed event of a stream entry, or `None` when it is not one this
+/// library can send (no name or data, or a name that breaks a field rule).
+fn frame_entry(id: ChannelId, entry: &Entry) -> Option<Vec<u8>> {
+  let (name, data) = (entry.name.as_deref()?, entry.data.as_deref()?);
+  validate::check_single_line(name.as_bytes()).ok()?;
+  let prepared = Prepared {
+    name: name.as_bytes().to_vec(),
+    data: data.as_bytes().to_vec(),
+  };
+  let mut out = Vec::with_capacity(name.len() + data.len() + 48);
+  prepared.frame(id, &mut out);
+  Some(out)
+}

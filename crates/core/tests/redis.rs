@@ -1,0 +1,364 @@
+//! Redis channels driven with an in-memory stream: members that wait for
+//! the position, replays read in pages while live entries keep coming,
+//! pages that fail, resets.
+
+mod sink;
+
+use native_sse_core::engine::{Entry, REDIS_PAGE_ENTRIES};
+use native_sse_core::event_id::ChannelId;
+use native_sse_core::{Action, Key};
+use sink::*;
+
+const MS: u64 = 1_700_000_000_000;
+const MIB: u64 = 1024 * 1024;
+
+fn rid(seq: u64) -> ChannelId {
+  ChannelId::new(MS, seq)
+}
+
+fn rids(range: std::ops::RangeInclusive<u64>) -> Vec<String> {
+  range.map(|seq| rid(seq).to_string()).collect()
+}
+
+fn open(d: &mut Driver, uuid: &str, last: Option<ChannelId>) -> Key {
+  let last = last.map(|id| id.to_string());
+  d.open(uuid, last.as_deref(), quiet(64 * MIB))
+}
+
+/// Publishes an entry and has the reader hand it to the engine.
+fn live(d: &mut Driver, channel: Key, data: &str) -> Entry {
+  let entry = d.publish(channel, "e", data);
+  d.read(channel, &entry);
+  entry
+}
+
+fn request(channel: Key, stream: Key, from: u64, until: u64, first: bool) -> PageRequest {
+  PageRequest {
+    channel,
+    stream,
+    from: rid(from),
+    until: rid(until),
+    first,
+    count: REDIS_PAGE_ENTRIES,
+  }
+}
+
+#[test]
+fn members_wait_for_the_position_then_join() {
+  let mut d = Driver::new();
+  let ch = d.redis_channel(MS);
+  for n in 1..=10 {
+    d.publish(ch, "e", &n.to_string());
+  }
+  let a = open(&mut d, "a", None);
+  let b = open(&mut d, "b", Some(rid(3)));
+  let c = d.open("c", Some("nope"), quiet(MIB));
+  for key in [a, b, c] {
+    assert!(d.add(ch, key));
+  }
+  d.settle();
+  assert!(d.writes.is_empty());
+  assert!(d.all_requests.is_empty());
+  assert_eq!(d.engine.channel(ch).unwrap().head(), None);
+
+  // Reading starts at the end of the stream.
+  let out = d.engine.redis_ready(ch, rid(10));
+  d.note(out);
+  assert_eq!(d.engine.redis_ready(ch, rid(99)), 0);
+  assert_eq!(d.all_requests, [request(ch, b, 3, 10, true)]);
+  live(&mut d, ch, "11");
+  live(&mut d, ch, "12");
+  let f = open(&mut d, "f", None);
+  d.add(ch, f);
+  d.settle();
+
+  let parsed = d.parsed(a);
+  assert_eq!(parsed.blocks[0], Block::Position(rid(10).to_string()));
+  assert_eq!(parsed.ids(), rids(10..=12));
+  assert_eq!(d.parsed(b).ids(), rids(4..=12));
+  assert_eq!(
+    d.parsed(b).datas(),
+    (4..=12).map(|n| n.to_string()).collect::<Vec<_>>()
+  );
+  let mut expected = reset(rid(10), "unknown");
+  expected.extend(framed_channel(rid(11), "e", "11"));
+  expected.extend(framed_channel(rid(12), "e", "12"));
+  assert_eq!(d.bytes(c), expected);
+  assert_eq!(d.text(f), format!("id: {}\n\n", rid(12)));
+  // Entries read twice are skipped.
+  let again = d.redis[&ch].entries[11].clone();
+  assert_eq!(d.engine.redis_entry(ch, &again), 0);
+  assert!(!d.scheduled);
+}
+
+#[test]
+fn a_first_page_answered_late_has_no_gap_and_no_duplicate() {
+  let mut d = Driver::new();
+  d.redis_auto = false;
+  let ch = d.redis_channel(MS);
+  for n in 1..=10 {
+    d.publish(ch, "e", &n.to_string());
+  }
+  d.call(|e| e.redis_ready(ch, rid(10)));
+  let a = open(&mut d, "a", None);
+  d.add(ch, a);
+  // Entries the reader has not read yet.
+  for n in 11..=15 {
+    d.publish(ch, "e", &n.to_string());
+  }
+  let b = open(&mut d, "b", Some(rid(3)));
+  d.add(ch, b);
+  // Further on than the reader has read.
+  let c = open(&mut d, "c", Some(rid(13)));
+  d.add(ch, c);
+  // Further on than the stream itself.
+  let e = open(&mut d, "e", Some(rid(50)));
+  d.add(ch, e);
+  d.settle();
+  assert_eq!(
+    d.requests,
+    [
+      request(ch, b, 3, 10, true),
+      request(ch, c, 13, 10, true),
+      request(ch, e, 50, 10, true)
+    ]
+  );
+  // The pages are read now (head 15) ...
+  let requests = std::mem::take(&mut d.requests);
+  let pages: Vec<_> = requests
+    .iter()
+    .map(|r| d.redis[&ch].page(r.from, r.until, r.first, r.count))
+    .collect();
+  assert!(pages.iter().all(|page| page.head == rid(15)));
+  // ... but arrive after the reader went on: entries the pages hold too,
+  // and newer ones.
+  for n in 11..=15 {
+    let entry = d.redis[&ch].entries[n - 1].clone();
+    d.read(ch, &entry);
+  }
+  live(&mut d, ch, "16");
+  live(&mut d, ch, "17");
+  d.settle();
+  for (request, page) in requests.iter().zip(pages) {
+    d.answer_with(request, Some(page));
+  }
+  live(&mut d, ch, "18");
+  d.settle();
+
+  assert_eq!(d.parsed(a).ids(), rids(10..=18));
+  assert_eq!(d.parsed(b).ids(), rids(4..=18));
+  assert_eq!(
+    d.parsed(b).datas(),
+    (4..=18).map(|n| n.to_string()).collect::<Vec<_>>()
+  );
+  assert_eq!(d.parsed(c).ids(), rids(14..=18));
+  let mut expected = reset(rid(15), "unknown");
+  for n in 16..=18 {
+    expected.extend(framed_channel(rid(n), "e", &n.to_string()));
+  }
+  assert_eq!(d.bytes(e), expected);
+  // Every page was a first page; nothing else was asked for.
+  assert!(d.requests.is_empty());
+}
+
+#[test]
+fn replay_pages_continue_until_the_head() {
+  let mut d = Driver::new();
+  let ch = d.redis_channel(MS);
+  let mut expected = Vec::new();
+  for n in 1..=500u64 {
+    let (to, replay) = match n {
+      _ if n % 50 == 0 => (Some("someone"), true),
+      _ if n % 77 == 0 => (None, false),
+      _ => (None, true),
+    };
+    d.redis
+      .get_mut(&ch)
+      .unwrap()
+      .add("e", &n.to_string(), to, replay);
+    if n > 10 && to.is_none() && replay {
+      expected.push(rid(n).to_string());
+    }
+  }
+  // An entry that is not an event of this library.
+  d.redis.get_mut(&ch).unwrap().entries[20].data = None;
+  expected.retain(|id| *id != rid(21).to_string());
+  d.call(|e| e.redis_ready(ch, rid(500)));
+  let b = open(&mut d, "b", Some(rid(10)));
+  d.add(ch, b);
+  d.settle();
+  live(&mut d, ch, "501");
+  d.settle();
+  assert_eq!(
+    d.all_requests,
+    [
+      request(ch, b, 10, 500, true),
+      request(ch, b, 209, 500, false),
+      request(ch, b, 409, 500, false),
+    ]
+  );
+  expected.push(rid(501).to_string());
+  assert_eq!(d.parsed(b).ids(), expected);
+
+  // A full page that reaches the head ends the replay.
+  let mut d = Driver::new();
+  let ch = d.redis_channel(MS);
+  for n in 1..=209 {
+    d.publish(ch, "e", &n.to_string());
+  }
+  d.call(|e| e.redis_ready(ch, rid(209)));
+  let b = open(&mut d, "b", Some(rid(10)));
+  d.add(ch, b);
+  d.settle();
+  assert_eq!(d.all_requests, [request(ch, b, 10, 209, true)]);
+  assert_eq!(d.parsed(b).ids(), rids(11..=209));
+  assert!(d.engine.stream(b).unwrap().replay.is_none());
+}
+
+#[test]
+fn a_slow_client_reads_its_pages_as_it_drains() {
+  let mut d = Driver::new();
+  let ch = d.redis_channel(MS);
+  let big = "x".repeat(1000);
+  for _ in 1..=600 {
+    d.publish(ch, "e", &big);
+  }
+  d.call(|e| e.redis_ready(ch, rid(600)));
+  let b = open(&mut d, "b", Some(rid(1)));
+  d.slow.insert(b);
+  d.add(ch, b);
+  let mut rounds = 0;
+  while d.engine.stream(b).unwrap().replay.is_some() {
+    rounds += 1;
+    assert!(rounds < 100);
+    d.settle();
+    if rounds == 3 {
+      live(&mut d, ch, "live");
+    }
+    d.drain(b);
+  }
+  d.slow.clear();
+  d.drain_all();
+  assert!(rounds > 3);
+  let mut expected = rids(2..=600);
+  expected.push(rid(601).to_string());
+  assert_eq!(d.parsed(b).ids(), expected);
+}
+
+#[test]
+fn a_page_that_could_not_be_read_ends_the_stream() {
+  let mut d = Driver::new();
+  d.redis_auto = false;
+  let ch = d.redis_channel(MS);
+  for n in 1..=5 {
+    d.publish(ch, "e", &n.to_string());
+  }
+  d.call(|e| e.redis_ready(ch, rid(5)));
+  let b = d.open("b", Some(&rid(2).to_string()), options(MIB));
+  d.add(ch, b);
+  let requests = std::mem::take(&mut d.requests);
+  assert_eq!(requests, [request(ch, b, 2, 5, true)]);
+  // Not flushed yet: the welcome goes out with the end.
+  d.engine.take_actions();
+  let out = d.engine.redis_replayed(ch, b, true, None);
+  assert!(out & native_sse_core::flags::ACTIONS != 0);
+  let actions = d.engine.take_actions();
+  assert_eq!(actions, [Action::End(b, welcome("b", false))]);
+  assert!(!d.engine.is_open(b));
+  assert!(d.engine.members(ch).is_empty());
+  live(&mut d, ch, "6");
+  d.settle();
+  assert!(d.bytes(b).is_empty());
+
+  // Through the driver, after the welcome was written.
+  let c = d.open("c", Some(&rid(2).to_string()), options(MIB));
+  d.add(ch, c);
+  d.settle();
+  let requests = std::mem::take(&mut d.requests);
+  d.answer_with(&requests[0], None);
+  assert_eq!(d.ended, [c]);
+  assert_eq!(d.text(c), String::from_utf8(welcome("c", false)).unwrap());
+
+  // A page for a member that left meanwhile is dropped; its stream stays.
+  let m = open(&mut d, "m", Some(rid(2)));
+  d.add(ch, m);
+  let requests = std::mem::take(&mut d.requests);
+  assert!(d.remove(ch, m));
+  let page = d.redis[&ch].page(rid(2), rid(6), true, REDIS_PAGE_ENTRIES);
+  assert_eq!(
+    d.engine
+      .redis_replayed(ch, m, requests[0].first, Some(page)),
+    0
+  );
+  d.settle();
+  assert!(d.engine.is_open(m));
+  assert!(d.engine.stream(m).unwrap().replay.is_none());
+  assert!(d.bytes(m).is_empty());
+}
+
+#[test]
+fn positions_trimmed_away_or_never_reached_get_a_reset() {
+  let mut d = Driver::new();
+  let ch = d.redis_channel(MS);
+  for n in 1..=10 {
+    d.publish(ch, "e", &n.to_string());
+  }
+  d.redis.get_mut(&ch).unwrap().trim(5);
+  d.call(|e| e.redis_ready(ch, rid(10)));
+  let old = open(&mut d, "old", Some(rid(2)));
+  d.add(ch, old);
+  let edge = open(&mut d, "edge", Some(rid(5)));
+  d.add(ch, edge);
+  let future = open(&mut d, "future", Some(rid(11)));
+  d.add(ch, future);
+  let other = open(&mut d, "other", Some(ChannelId::new(MS + 1, 0)));
+  d.add(ch, other);
+  d.settle();
+  live(&mut d, ch, "11");
+  d.settle();
+  let mut expected = reset(rid(10), "expired");
+  expected.extend(framed_channel(rid(11), "e", "11"));
+  assert_eq!(d.bytes(old), expected);
+  assert_eq!(d.parsed(edge).ids(), rids(6..=11));
+  let mut expected = reset(rid(10), "unknown");
+  expected.extend(framed_channel(rid(11), "e", "11"));
+  assert_eq!(d.bytes(future), expected);
+  assert_eq!(d.bytes(other), expected);
+}
+
+#[test]
+fn targeted_and_live_only_entries() {
+  let mut d = Driver::new();
+  let ch = d.redis_channel(MS);
+  d.call(|e| e.redis_ready(ch, ChannelId::ZERO));
+  let keys: Vec<Key> = ["u1", "u2", "u3"]
+    .iter()
+    .map(|uuid| {
+      let key = open(&mut d, uuid, None);
+      d.add(ch, key);
+      key
+    })
+    .collect();
+  d.settle();
+  d.clear_writes();
+  let redis = d.redis.get_mut(&ch).unwrap();
+  let dm = redis.add("dm", "for 1 and 3", Some("u1,u3"), true);
+  let clock = redis.add("clock", "now", None, false);
+  let mut foreign = redis.add("x", "y", None, true);
+  foreign.name = None;
+  redis.entries.last_mut().unwrap().name = None;
+  let all = redis.add("all", "everyone", None, true);
+  for entry in [&dm, &clock, &foreign, &all] {
+    d.read(ch, entry);
+  }
+  d.settle();
+  assert_eq!(d.parsed(keys[0]).names(), ["dm", "clock", "all"]);
+  assert_eq!(d.parsed(keys[1]).names(), ["clock", "all"]);
+  assert_eq!(d.parsed(keys[2]).names(), ["dm", "clock", "all"]);
+  // A returning client is replayed neither, but the targeted id is a
+  // position.
+  let r = open(&mut d, "u1", dm.id);
+  d.add(ch, r);
+  d.settle();
+  assert_eq!(d.parsed(r).ids(), [all.id.unwrap().to_string()]);
+}

@@ -1,0 +1,16 @@
+'use strict'
+// The public entry of native-sse: the generated binding (`binding.js`,
+// which loads the addon) with the hand-written front installed on its
+// classes' prototypes. `SSE` and `Channel` are the napi-rs classes
+// themselves; their constructors run in Rust.
+
+const binding = require('../binding.js')
+const stream = require('./stream.js')
+const channel = require('./channel.js')
+
+stream.install(binding.SSE)
+channel.install(binding.Channel)
+binding.init({ attachStream: stream.attachStream, attachChannel: channel.attachChannel })
+
+exports.SSE = binding.SSE
+exports.Channel = binding.Channel

@@ -1,0 +1,438 @@
+'use strict'
+// The JavaScript side of a stream: the response and everything done to it
+// (write, end, destroy, listeners), the end-of-tick flush, the heartbeat
+// timer, and the hot-path methods of `SSE.prototype`. Every decision (the
+// bytes, the cap, replays, what is written when) is the core's: this file
+// calls the binding with primitive arguments and carries out its answers.
+//
+// Re-entrancy: user code runs only between binding calls (a `res.write`
+// wrapper, an `onClose` callback, a getter), so a call it makes finds the
+// core consistent. While a flush writes its plan, `close()` and engine-made
+// ends are deferred until the plan is written, so bytes of the plan are
+// never cut off by an end that user code caused in the middle of it.
+
+const binding = require('../binding.js')
+const { typeError, wrongType, stringify } = require('./errors.js')
+
+const [ACCEPTED, SCHEDULE, ACTIONS, FLUSH_NOW, , TIMER] = binding.constants()
+
+/** Where a stream's state hangs on its `SSE` object and its response. */
+const kState = Symbol('native-sse.stream')
+/** Keys are `slot + generation * 2^24`; the table is indexed by slot. */
+const SLOTS = 16777216
+const REASONS = ['', 'client', 'server', 'overflow']
+
+/** Stream states by slot. */
+const table = []
+const resolved = Promise.resolve()
+let flushing = false
+/** Ends asked for while a flush wrote its plan: [state, chunk, args]. */
+let deferred = []
+/** Counts flushes: a response is checked for being gone once per tick. */
+let tick = 0
+let timer = null
+/** Handlers for work the core hands out that is not about streams. */
+const handlers = { redisReplay: null }
+
+function noop() {}
+
+class StreamState {
+  constructor(key, res, sse) {
+    this.key = key
+    this.res = res
+    this.sse = sse
+    this.end = null
+    this.closed = false
+    this.reason = 0
+    this.tick = -1
+    this.callbacks = null
+    this.draining = false
+  }
+}
+
+/** Called by the Rust constructor of `SSE` once the headers are written. */
+function attachStream(sse, res, key, flags) {
+  const st = new StreamState(key, res, sse)
+  sse[kState] = st
+  res[kState] = st
+  table[key % SLOTS] = st
+  res.on('error', noop)
+  res.on('close', onResponseClose)
+  // Pending events are written before the response ends, however it is
+  // ended (S42Core writes each event at once, so code that ends the
+  // response itself expects them delivered).
+  st.end = res.end
+  res.end = endResponse
+  apply(flags, st)
+  if (!st.closed) {
+    const why = goneReason(res)
+    if (why !== 0) gone(st, why)
+  }
+}
+
+function lookup(key) {
+  const st = table[key % SLOTS]
+  return st !== undefined && st.key === key ? st : undefined
+}
+
+/** 0 while the response can carry events; 2 ended; 1 destroyed (or its socket). */
+function goneReason(res) {
+  if (res.writableEnded === true) return 2
+  if (res.destroyed === true) return 1
+  const socket = res.socket
+  if (typeof socket === 'object' && socket !== null && socket.destroyed === true) return 1
+  const stream = res.stream
+  if (typeof stream === 'object' && stream !== null && stream.destroyed === true) return 1
+  return 0
+}
+
+/** Checks once per tick whether the response went away; true when it did. */
+function checkGone(st) {
+  st.tick = tick
+  const why = goneReason(st.res)
+  if (why === 0) return false
+  gone(st, why)
+  return true
+}
+
+/** The stream ended by itself (the client left, or other code ended it). */
+function gone(st, why) {
+  binding.streamGone(st.key, why)
+  finish(st, why, false)
+}
+
+function onResponseClose() {
+  const st = this[kState]
+  if (st === undefined || st.closed) return
+  gone(st, this.writableEnded === true ? 2 : 1)
+}
+
+function onDrain() {
+  const st = this[kState]
+  if (st === undefined) return
+  st.draining = false
+  if (!st.closed) apply(binding.streamDrained(st.key), st)
+}
+
+/**
+ * Marks the stream ended for `why` (1 client, 2 server, 3 overflow) and
+ * schedules its `onClose` callbacks for the next tick. Keeps the response
+ * when an end is still to be written (`keep`).
+ */
+function finish(st, why, keep) {
+  if (st.closed) return
+  st.closed = true
+  st.reason = why
+  if (table[st.key % SLOTS] === st) table[st.key % SLOTS] = undefined
+  if (!keep) st.res = null
+  st.sse = null
+  const callbacks = st.callbacks
+  st.callbacks = null
+  if (callbacks !== null) {
+    for (const callback of callbacks) process.nextTick(callback, REASONS[why])
+  }
+}
+
+/** Carries out the flags a binding call answered with. */
+function apply(flags, st) {
+  if (flags & SCHEDULE) resolved.then(flush)
+  if (flags & ACTIONS) runActions()
+  if (flags & FLUSH_NOW && st !== undefined && !flushing && !st.closed) writeNow(st)
+  if (flags & TIMER) armTimer()
+}
+
+/** Writes `chunk` to the stream's response; true when it must wait for 'drain'. */
+function write(st, chunk) {
+  const res = st.res
+  if (res === null) return false
+  try {
+    return res.write(chunk) === false
+  } catch (err) {
+    // A throwing `write` (a wrapper's bug) is an ordinary uncaught
+    // exception, and the other streams are still written.
+    queueMicrotask(() => {
+      throw err
+    })
+    return false
+  }
+}
+
+/** The response holds more than it can take at once: tell the core, wait for 'drain'. */
+function slow(st) {
+  if (st.closed || st.res === null) return
+  const len = st.res.writableLength
+  const flags = binding.streamBackpressure(st.key, typeof len === 'number' ? len : 0)
+  if (!st.closed && !st.draining) {
+    st.draining = true
+    st.res.once('drain', onDrain)
+  }
+  apply(flags, st)
+}
+
+/** The end of the tick: the core's plan, one write per stream. */
+function flush() {
+  tick++
+  const plan = binding.flush()
+  let behind = null
+  flushing = true
+  try {
+    for (let i = 1; i < plan.length; i += 2) {
+      const chunk = plan[i]
+      const to = plan[i + 1]
+      if (typeof to === 'number') {
+        const st = lookup(to) ?? deferredState(to)
+        if (st !== undefined && write(st, chunk)) (behind ??= []).push(st)
+      } else {
+        for (let k = 0; k < to.length; k++) {
+          const st = lookup(to[k]) ?? deferredState(to[k])
+          if (st !== undefined && write(st, chunk)) (behind ??= []).push(st)
+        }
+      }
+    }
+  } finally {
+    flushing = false
+    endDeferred()
+  }
+  if (behind !== null) for (const st of behind) slow(st)
+  apply(plan[0], undefined)
+}
+
+/** A stream whose end was deferred during this flush still gets its bytes. */
+function deferredState(key) {
+  for (let i = 0; i < deferred.length; i += 3) {
+    if (deferred[i].key === key) return deferred[i]
+  }
+  return undefined
+}
+
+function endDeferred() {
+  while (deferred.length > 0) {
+    const ends = deferred
+    deferred = []
+    for (let i = 0; i < ends.length; i += 3) endNow(ends[i], ends[i + 1], ends[i + 2])
+  }
+}
+
+/** Writes the last bytes, then ends the response with the caller's arguments. */
+function endNow(st, chunk, args) {
+  const res = st.res
+  st.res = null
+  if (res === null) return
+  if (chunk !== undefined && chunk !== null) {
+    try {
+      res.write(chunk)
+    } catch (err) {
+      queueMicrotask(() => {
+        throw err
+      })
+    }
+  }
+  st.end.apply(res, args)
+}
+
+function writeNow(st) {
+  const chunk = binding.streamWriteNow(st.key)
+  if (chunk !== undefined && write(st, chunk)) slow(st)
+}
+
+/** `close()`, or the response ended by other code: last bytes, then the end. */
+function closeStream(st, args) {
+  const chunk = binding.streamClose(st.key)
+  finish(st, 2, true)
+  if (chunk === null) {
+    // The core had closed it already; end the response anyway.
+    const res = st.res
+    st.res = null
+    if (res !== null) st.end.apply(res, args)
+    return
+  }
+  if (flushing) deferred.push(st, chunk, args)
+  else endNow(st, chunk, args)
+}
+
+/** `res.end` while the stream is open: pending events go first. */
+function endResponse(...args) {
+  const st = this[kState]
+  if (st !== undefined && !st.closed && st.res === this) {
+    closeStream(st, args)
+    return this
+  }
+  const end = st !== undefined && st.end !== null ? st.end : Object.getPrototypeOf(this).end
+  return end.apply(this, args)
+}
+
+function runActions() {
+  // Each round may make more work (a reported length that overflows);
+  // bounded so that a bug can never spin.
+  for (let round = 0; round < 1000; round++) {
+    const actions = binding.takeActions()
+    if (actions.length === 0) return
+    for (let i = 0; i < actions.length; ) {
+      switch (actions[i]) {
+        case 1: {
+          const st = lookup(actions[i + 1])
+          if (st !== undefined && !st.closed) {
+            const res = st.res
+            finish(st, 3, false)
+            if (res !== null) res.destroy()
+          }
+          i += 2
+          break
+        }
+        case 2: {
+          const st = lookup(actions[i + 1])
+          if (st !== undefined && !st.closed) {
+            finish(st, 2, true)
+            if (flushing) deferred.push(st, actions[i + 2], [])
+            else endNow(st, actions[i + 2], [])
+          }
+          i += 3
+          break
+        }
+        case 3: {
+          const st = lookup(actions[i + 1])
+          if (st !== undefined && !st.closed && st.res !== null) {
+            const len = st.res.writableLength
+            apply(binding.streamLength(st.key, typeof len === 'number' ? len : 0), st)
+          }
+          i += 2
+          break
+        }
+        case 4:
+          if (handlers.redisReplay !== null) handlers.redisReplay(actions.slice(i + 1, i + 7))
+          i += 7
+          break
+        default:
+          return
+      }
+    }
+  }
+}
+
+function armTimer() {
+  const delay = binding.timerDelay()
+  if (delay < 0) return
+  if (timer !== null) clearTimeout(timer)
+  timer = setTimeout(sseHeartbeat, delay)
+  timer.unref()
+}
+
+/** The one heartbeat timer of this environment fired (named for tests and profiles). */
+function sseHeartbeat() {
+  timer = null
+  apply(binding.heartbeat(), undefined)
+}
+
+// ----- SSE.prototype -----
+
+function stateOf(self, call) {
+  const st = self === null || self === undefined ? undefined : self[kState]
+  if (st === undefined) {
+    throw typeError('ERR_SSE_INVALID_ARGUMENT', `${call}: this is not an SSE instance (new SSE(req, res))`)
+  }
+  return st
+}
+
+/**
+ * Sends one event: `id: <n>`, `event: <eventName>`,
+ * `data: <JSON.stringify(eventPayload)>` (or `data` as it is) and a blank
+ * line. Returns false on a closed stream, before looking at the event.
+ */
+function send(event) {
+  const st = stateOf(this, 'send(event)')
+  if (st.closed) return false
+  if (st.tick !== tick && checkGone(st)) return false
+  if (typeof event !== 'object' || event === null) {
+    throw wrongType('ERR_SSE_INVALID_EVENT', 'send(event): event', 'an object { eventName, eventPayload }', event)
+  }
+  const name = event.eventName
+  if (typeof name !== 'string') {
+    throw wrongType('ERR_SSE_INVALID_EVENT_NAME', 'send(event): event.eventName', 'a string', name)
+  }
+  const id = event.id
+  if (id !== undefined && typeof id !== 'string') {
+    throw wrongType('ERR_SSE_INVALID_EVENT_ID', 'send(event): event.id', 'a string', id)
+  }
+  const payload = event.eventPayload
+  const data = event.data
+  let body
+  if (data === undefined) {
+    body = stringify('send(event)', payload)
+    // `toJSON` is user code and may have closed the stream.
+    if (st.closed) return false
+  } else if (payload !== undefined) {
+    throw typeError(
+      'ERR_SSE_INVALID_DATA',
+      'send(event): give either event.eventPayload (sent as JSON) or event.data (sent as it is), not both',
+    )
+  } else {
+    body = data
+  }
+  const flags = binding.streamSend(st.key, name, body, id)
+  if (flags === (ACCEPTED | SCHEDULE)) {
+    resolved.then(flush)
+    return true
+  }
+  if (flags !== ACCEPTED) apply(flags, st)
+  return (flags & ACCEPTED) !== 0 && !st.closed
+}
+
+/** Sends a comment (`: <text>` per line); `:` alone without text. */
+function comment(text) {
+  const st = stateOf(this, 'comment(text)')
+  if (st.closed) return false
+  if (st.tick !== tick && checkGone(st)) return false
+  if (text !== undefined && typeof text !== 'string') {
+    throw wrongType('ERR_SSE_INVALID_COMMENT', 'comment(text): text', 'a string', text)
+  }
+  const flags = binding.streamComment(st.key, text)
+  apply(flags, st)
+  return (flags & ACCEPTED) !== 0 && !st.closed
+}
+
+/** Writes what is pending, then ends the response. Again: nothing. */
+function close() {
+  const st = stateOf(this, 'close()')
+  if (st.closed) return
+  if (checkGone(st)) return
+  closeStream(st, [])
+}
+
+function onClose(callback) {
+  const st = stateOf(this, 'onClose(callback)')
+  if (typeof callback !== 'function') {
+    throw wrongType('ERR_SSE_INVALID_ARGUMENT', 'onClose(callback): callback', 'a function', callback)
+  }
+  // A client that just left is noticed here rather than a tick later.
+  if (!st.closed) checkGone(st)
+  if (st.closed) {
+    process.nextTick(callback, REASONS[st.reason])
+    return
+  }
+  ;(st.callbacks ??= []).push(callback)
+}
+
+function closed() {
+  const st = stateOf(this, 'closed')
+  if (!st.closed) checkGone(st)
+  return st.closed
+}
+
+function bufferedBytes() {
+  const st = stateOf(this, 'bufferedBytes')
+  if (!st.closed) checkGone(st)
+  if (st.closed || st.res === null) return 0
+  const held = st.res.writableLength
+  return binding.streamQueuedBytes(st.key) + (typeof held === 'number' ? held : 0)
+}
+
+function install(SSE) {
+  const methods = { send, comment, close, onClose }
+  for (const [name, value] of Object.entries(methods)) {
+    Object.defineProperty(SSE.prototype, name, { value, writable: true, configurable: true, enumerable: false })
+  }
+  Object.defineProperty(SSE.prototype, 'closed', { get: closed, configurable: true, enumerable: false })
+  Object.defineProperty(SSE.prototype, 'bufferedBytes', { get: bufferedBytes, configurable: true, enumerable: false })
+}
+
+module.exports = { attachStream, install, apply, lookup, checkGone, handlers, kState }

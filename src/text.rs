@@ -1,0 +1,142 @@
+//! JavaScript strings and bytes as the core's `Text`: read straight into
+//! the core's buffers, at the moment the core asks, inside one synchronous
+//! call in which no JavaScript runs. No view of JavaScript memory is kept
+//! past that moment, so user code (a getter, a predicate) that resizes,
+//! transfers or detaches a buffer afterwards cannot reach what was copied.
+
+use std::ptr;
+
+use napi::sys;
+use native_sse_core::Text;
+
+/// A JavaScript string, valid in the handle scope of the current call.
+pub struct JsText {
+  pub env: sys::napi_env,
+  pub value: sys::napi_value,
+}
+
+impl Text for JsText {
+  fn append_utf8(&self, out: &mut Vec<u8>) {
+    let mut len = 0;
+    // SAFETY: `env` and `value` are the handles of the call in progress and
+    // `value` was checked to be a string; a null buffer asks for the length.
+    let status = unsafe {
+      sys::napi_get_value_string_utf8(self.env, self.value, ptr::null_mut(), 0, &mut len)
+    };
+    if status != sys::Status::napi_ok {
+      return;
+    }
+    // Node-API writes a terminating NUL, which is not kept.
+    out.reserve(len + 1);
+    let start = out.len();
+    let mut written = 0;
+    // SAFETY: `out` has room for `len + 1` bytes after `start` (reserved
+    // above), which is the size passed; Node-API writes at most that many.
+    let status = unsafe {
+      sys::napi_get_value_string_utf8(
+        self.env,
+        self.value,
+        out.as_mut_ptr().add(start).cast(),
+        len + 1,
+        &mut written,
+      )
+    };
+    if status == sys::Status::napi_ok && written <= len {
+      // SAFETY: Node-API initialised `written` bytes after `start`, and
+      // `start + written` is within the reserved capacity.
+      unsafe { out.set_len(start + written) };
+    }
+  }
+
+  fn is_well_formed(&self) -> bool {
+    let mut len = 0;
+    // SAFETY: as in `append_utf8`: a length query on a string of this call.
+    let status = unsafe {
+      sys::napi_get_value_string_utf16(self.env, self.value, ptr::null_mut(), 0, &mut len)
+    };
+    if status != sys::Status::napi_ok {
+      return false;
+    }
+    let mut units = vec![0u16; len + 1];
+    let mut written = 0;
+    // SAFETY: `units` holds `len + 1` code units, the size passed.
+    let status = unsafe {
+      sys::napi_get_value_string_utf16(
+        self.env,
+        self.value,
+        units.as_mut_ptr(),
+        len + 1,
+        &mut written,
+      )
+    };
+    if status != sys::Status::napi_ok {
+      return false;
+    }
+    units.truncate(written);
+    native_sse_core::validate::check_utf16(&units).is_ok()
+  }
+}
+
+/// A `Uint8Array` (or `Buffer`): its bytes are copied when the core asks,
+/// as they are at that moment (a detached or shrunk buffer has fewer).
+pub struct JsBytes {
+  pub env: sys::napi_env,
+  pub value: sys::napi_value,
+}
+
+impl JsBytes {
+  /// `Some` when `value` is a `Uint8Array`.
+  pub fn new(env: sys::napi_env, value: sys::napi_value) -> Option<JsBytes> {
+    let mut is_typed_array = false;
+    // SAFETY: a type query on a value of the call in progress.
+    let status = unsafe { sys::napi_is_typedarray(env, value, &mut is_typed_array) };
+    if status != sys::Status::napi_ok || !is_typed_array {
+      return None;
+    }
+    let (kind, _, _) = typed_array_info(env, value)?;
+    (kind == sys::TypedarrayType::uint8_array).then_some(JsBytes { env, value })
+  }
+}
+
+/// The kind, data pointer and length of a typed array, as it is now.
+fn typed_array_info(env: sys::napi_env, value: sys::napi_value) -> Option<(i32, *const u8, usize)> {
+  let mut kind = 0;
+  let mut length = 0;
+  let mut data = ptr::null_mut();
+  let mut array_buffer = ptr::null_mut();
+  let mut offset = 0;
+  // SAFETY: `value` is a typed array of the call in progress; every out
+  // pointer points at a local of the right type.
+  let status = unsafe {
+    sys::napi_get_typedarray_info(
+      env,
+      value,
+      &mut kind,
+      &mut length,
+      &mut data,
+      &mut array_buffer,
+      &mut offset,
+    )
+  };
+  (status == sys::Status::napi_ok).then_some((kind, data.cast::<u8>().cast_const(), length))
+}
+
+impl Text for JsBytes {
+  fn append_utf8(&self, out: &mut Vec<u8>) {
+    let Some((_, data, length)) = typed_array_info(self.env, self.value) else {
+      return;
+    };
+    if length == 0 || data.is_null() {
+      return;
+    }
+    // SAFETY: Node-API reported `length` bytes at `data` for this array at
+    // this moment; they are copied before this call returns, and no
+    // JavaScript runs in between, so nothing can detach or resize them.
+    let bytes = unsafe { std::slice::from_raw_parts(data, length) };
+    out.extend_from_slice(bytes);
+  }
+
+  fn is_well_formed(&self) -> bool {
+    true
+  }
+}
