@@ -80,7 +80,10 @@ function add(sse) {
 function remove(sse) {
   const cs = stateOf(this, 'remove(sse)')
   const st = memberState(sse, 'remove(sse)')
-  return binding.channelRemove(cs.key, st.key)
+  const removed = binding.channelRemove(cs.key, st.key)
+  // A Redis replay that ended lets what waited behind it go out.
+  streams.apply(binding.afterEnd() & 63, st)
+  return removed
 }
 
 /** The broadcast's id from the binding's `seq * 64 + flags`. */

@@ -10,7 +10,7 @@ const channel = require('./channel.js')
 
 stream.install(binding.SSE)
 channel.install(binding.Channel)
-binding.init({ attachStream: stream.attachStream, attachChannel: channel.attachChannel })
+stream.useHot(binding.init({ attachStream: stream.attachStream, attachChannel: channel.attachChannel }))
 
 exports.SSE = binding.SSE
 exports.Channel = binding.Channel

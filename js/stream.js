@@ -21,6 +21,8 @@ const kState = Symbol('native-sse.stream')
 /** Keys are `slot + generation * 2^24`; the table is indexed by slot. */
 const SLOTS = 16777216
 const REASONS = ['', 'client', 'server', 'overflow']
+/** `afterEnd()`: no stream has a heartbeat any more. */
+const DISARMED = 64
 
 /** Stream states by slot. */
 const table = []
@@ -31,8 +33,15 @@ let deferred = []
 /** Counts flushes: a response is checked for being gone once per tick. */
 let tick = 0
 let timer = null
+/** The stream whose send scheduled the next flush (its write may come alone). */
+let scheduledBy = null
 /** Handlers for work the core hands out that is not about streams. */
 const handlers = { redisReplay: null }
+/** The per-event binding functions (`send`, `comment`, `flush`), from `init()`. */
+let hot = null
+function useHot(functions) {
+  hot = functions
+}
 
 function noop() {}
 
@@ -126,6 +135,14 @@ function finish(st, why, keep) {
   if (table[st.key % SLOTS] === st) table[st.key % SLOTS] = undefined
   if (!keep) st.res = null
   st.sse = null
+  // Work the end started (a replay that took the freed slot); and when the
+  // last stream with a heartbeat is gone, the timer is not needed.
+  const after = binding.afterEnd()
+  if (after & DISARMED && timer !== null) {
+    clearTimeout(timer)
+    timer = null
+  }
+  if (after & SCHEDULE) resolved.then(flush)
   const callbacks = st.callbacks
   st.callbacks = null
   if (callbacks !== null) {
@@ -135,7 +152,10 @@ function finish(st, why, keep) {
 
 /** Carries out the flags a binding call answered with. */
 function apply(flags, st) {
-  if (flags & SCHEDULE) resolved.then(flush)
+  if (flags & SCHEDULE) {
+    scheduledBy = st ?? null
+    resolved.then(flush)
+  }
   if (flags & ACTIONS) runActions()
   if (flags & FLUSH_NOW && st !== undefined && !flushing && !st.closed) writeNow(st)
   if (flags & TIMER) armTimer()
@@ -172,11 +192,19 @@ function slow(st) {
 /** The end of the tick: the core's plan, one write per stream. */
 function flush() {
   tick++
-  const plan = binding.flush()
+  const expected = scheduledBy
+  scheduledBy = null
+  const plan = hot.flush(expected === null ? -1 : expected.key)
+  if (!Array.isArray(plan)) {
+    // One chunk, for the stream that scheduled the flush.
+    if (write(expected, plan)) slow(expected)
+    return
+  }
   let behind = null
   flushing = true
   try {
-    for (let i = 1; i < plan.length; i += 2) {
+    const pairs = plan.length - (plan.length % 2)
+    for (let i = 0; i < pairs; i += 2) {
       const chunk = plan[i]
       const to = plan[i + 1]
       if (typeof to === 'number') {
@@ -194,7 +222,7 @@ function flush() {
     endDeferred()
   }
   if (behind !== null) for (const st of behind) slow(st)
-  apply(plan[0], undefined)
+  if (plan.length % 2 === 1) apply(plan[plan.length - 1], undefined)
 }
 
 /** A stream whose end was deferred during this flush still gets its bytes. */
@@ -368,8 +396,9 @@ function send(event) {
   } else {
     body = data
   }
-  const flags = binding.streamSend(st.key, name, body, id)
+  const flags = id === undefined ? hot.send(st.key, name, body) : hot.send(st.key, name, body, id)
   if (flags === (ACCEPTED | SCHEDULE)) {
+    scheduledBy = st
     resolved.then(flush)
     return true
   }
@@ -385,7 +414,7 @@ function comment(text) {
   if (text !== undefined && typeof text !== 'string') {
     throw wrongType('ERR_SSE_INVALID_COMMENT', 'comment(text): text', 'a string', text)
   }
-  const flags = binding.streamComment(st.key, text)
+  const flags = text === undefined ? hot.comment(st.key) : hot.comment(st.key, text)
   apply(flags, st)
   return (flags & ACCEPTED) !== 0 && !st.closed
 }
@@ -435,4 +464,4 @@ function install(SSE) {
   Object.defineProperty(SSE.prototype, 'bufferedBytes', { get: bufferedBytes, configurable: true, enumerable: false })
 }
 
-module.exports = { attachStream, install, apply, lookup, checkGone, handlers, kState }
+module.exports = { attachStream, install, useHot, apply, lookup, checkGone, handlers, kState }

@@ -3,14 +3,14 @@
 //! the answer. None of them calls into JavaScript. They are internal (left
 //! out of the TypeScript types) and take stream and channel keys as numbers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use napi::bindgen_prelude::*;
 use napi::{sys, Env, ValueType};
 use napi_derive::napi;
 use native_sse_core::bytes::Chunk;
 use native_sse_core::channel::Targets;
-use native_sse_core::engine::{ChannelError, Entry, EventError, Page};
+use native_sse_core::engine::{ChannelError, Entry, Page};
 use native_sse_core::event_id::ChannelId;
 use native_sse_core::validate::FieldError;
 use native_sse_core::{flags, Action, CloseReason, Key, Prepared, Text};
@@ -21,7 +21,7 @@ use crate::state::State;
 use crate::text::{JsBytes, JsText};
 
 /// `bits` as a key; a number no key gives finds nothing.
-fn key(bits: f64) -> Key {
+pub(crate) fn key(bits: f64) -> Key {
   Key::from_bits(if bits >= 0.0 && bits.fract() == 0.0 {
     bits as u64
   } else {
@@ -78,19 +78,6 @@ fn field_error(env: &Env, code: &str, call: &str, field: &str, rule: FieldError)
   type_error(env, code, &format!("{call}: {field} {rule}"))
 }
 
-fn event_error(env: &Env, call: &str, err: EventError) -> Error {
-  match err {
-    EventError::Name(rule) => field_error(
-      env,
-      errors::INVALID_EVENT_NAME,
-      call,
-      "event.eventName",
-      rule,
-    ),
-    EventError::Id(rule) => field_error(env, errors::INVALID_EVENT_ID, call, "event.id", rule),
-  }
-}
-
 fn channel_error(env: &Env, call: &str, err: ChannelError) -> Error {
   match err {
     ChannelError::Closed | ChannelError::Gone => errors::state_error(
@@ -115,46 +102,6 @@ fn unknown<'env>(env: &'env Env, value: sys::napi_value) -> Unknown<'env> {
 }
 
 // ----- streams -----
-
-/// `send()`: `(stream, name, data, id)` with `name` a string, `data` a
-/// string or `Uint8Array`, `id` a string or `undefined`. Returns the flags.
-#[napi(js_name = "streamSend", skip_typescript)]
-pub fn stream_send(
-  env: &Env,
-  stream: f64,
-  name: Unknown,
-  data: Unknown,
-  id: Unknown,
-) -> Result<u32> {
-  const CALL: &str = "send(event)";
-  let body = Body::read(env, CALL, data)?;
-  let name = string(env, &name);
-  let id = match id.get_type()? {
-    ValueType::String => Some(string(env, &id)),
-    _ => None,
-  };
-  let state = State::get(env)?;
-  let sent = state.with(|engine| {
-    engine.send(
-      key(stream),
-      &name,
-      body.text(),
-      id.as_ref().map(|id| id as &dyn Text),
-    )
-  })?;
-  sent.map_err(|err| event_error(env, CALL, err))
-}
-
-/// `comment(text)`; `text` a string or `undefined`.
-#[napi(js_name = "streamComment", skip_typescript)]
-pub fn stream_comment(env: &Env, stream: f64, text: Unknown) -> Result<u32> {
-  let state = State::get(env)?;
-  if text.get_type()? == ValueType::String {
-    let text = string(env, &text);
-    return state.with(|engine| engine.comment(key(stream), &text));
-  }
-  state.with(|engine| engine.comment(key(stream), &""))
-}
 
 /// The response reported its `writableLength` (see `Action::NeedLength`).
 #[napi(js_name = "streamLength", skip_typescript)]
@@ -224,62 +171,6 @@ pub fn stream_queued_bytes(env: &Env, stream: f64) -> Result<f64> {
   State::get(env)?.with(|engine| engine.queued_bytes(key(stream)) as f64)
 }
 
-/// The end of the tick: `[flags, chunk, target, chunk, target, ...]` where
-/// a target is a stream key, or an array of keys that all get the same
-/// chunk (the members of one shared batch, one `Buffer` for all).
-#[napi(js_name = "flush", skip_typescript)]
-pub fn flush(env: &Env) -> Result<Array<'_>> {
-  let state = State::get(env)?;
-  let mut single: Vec<(f64, sys::napi_value)> = Vec::new();
-  let mut groups: Vec<(sys::napi_value, Vec<f64>)> = Vec::new();
-  let mut by_token: HashMap<u64, usize> = HashMap::new();
-  let mut first_error = None;
-  let out = state.with(|engine| {
-    engine.flush(|stream, chunk| {
-      let bits = stream.to_bits() as f64;
-      let made = match chunk {
-        Chunk::Batch(batch) => match by_token.get(&batch.token) {
-          Some(&at) => {
-            groups[at].1.push(bits);
-            return;
-          }
-          None => chunk::buffer(env.raw(), &batch.bytes()).map(|buffer| {
-            by_token.insert(batch.token, groups.len());
-            groups.push((buffer, vec![bits]));
-          }),
-        },
-        Chunk::Bytes(bytes) => {
-          chunk::value(env.raw(), bytes).map(|value| single.push((bits, value)))
-        }
-      };
-      if let Err(err) = made {
-        first_error.get_or_insert(err);
-      }
-    })
-  })?;
-  if let Some(err) = first_error {
-    return Err(err);
-  }
-  let mut plan = env.create_array((1 + 2 * (single.len() + groups.len())) as u32)?;
-  plan.set(0, out)?;
-  let mut at = 1;
-  for (bits, value) in single {
-    plan.set(at, unknown(env, value))?;
-    plan.set(at + 1, bits)?;
-    at += 2;
-  }
-  for (buffer, members) in groups {
-    plan.set(at, unknown(env, buffer))?;
-    if members.len() == 1 {
-      plan.set(at + 1, members[0])?;
-    } else {
-      plan.set(at + 1, members)?;
-    }
-    at += 2;
-  }
-  Ok(plan)
-}
-
 /// The work the front must carry out, flat: `1, stream` destroy (overflow);
 /// `2, stream, chunk` end after writing `chunk` (or `undefined`);
 /// `3, stream` report the length; `4, channel, stream, from, until, first,
@@ -337,6 +228,17 @@ pub fn heartbeat(env: &Env) -> Result<u32> {
   state.with(|engine| engine.beat(now))
 }
 
+/// After a stream ended or left a channel: the flags of work that started
+/// (a replay that took a freed slot), plus 64 when no stream has a heartbeat
+/// any more (the timer can be cleared).
+#[napi(js_name = "afterEnd", skip_typescript)]
+pub fn after_end(env: &Env) -> Result<u32> {
+  State::get(env)?.with(|engine| {
+    let disarmed = if engine.timer_due().is_none() { 64 } else { 0 };
+    engine.claim_flush() | disarmed
+  })
+}
+
 /// Milliseconds until the heartbeat timer should fire; -1 for never.
 #[napi(js_name = "timerDelay", skip_typescript)]
 pub fn timer_delay(env: &Env) -> Result<f64> {
@@ -346,10 +248,13 @@ pub fn timer_delay(env: &Env) -> Result<f64> {
   Ok(due.map_or(-1.0, |due| due.saturating_sub(now) as f64))
 }
 
-/// Hands the front's glue object to the constructors.
+/// Hands the front's glue object to the constructors; returns the hot
+/// functions (`send`, `comment`, `flush`, see `hot`).
 #[napi(js_name = "init", skip_typescript)]
-pub fn init(env: &Env, glue: Object) -> Result<()> {
-  State::get(env)?.set_glue(env, &glue)
+pub fn init<'env>(env: &'env Env, glue: Object) -> Result<Object<'env>> {
+  let state = State::get(env)?;
+  state.set_glue(env, &glue)?;
+  crate::hot::functions(env, &state)
 }
 
 // ----- channels -----

@@ -15,6 +15,17 @@ use crate::state::State;
 
 const NEW_CHANNEL: &str = "new Channel(options)";
 
+/// `attachChannel(channel, key, flushWindow, epoch, redis, stream, maxLen)`.
+type AttachChannelArgs<'env> = FnArgs<(
+  Object<'env>,
+  f64,
+  f64,
+  f64,
+  Unknown<'env>,
+  Unknown<'env>,
+  f64,
+)>;
+
 /// A group of SSE streams that receive the same events.
 ///
 /// `broadcast()` frames an event once and writes the same bytes to every
@@ -66,8 +77,7 @@ impl Channel {
         "native-sse: too many channels",
       ));
     };
-    let attach: Function<FnArgs<(Object, f64, f64, f64, Unknown, Unknown, f64)>, Unknown> =
-      state.glue(env, "attachChannel")?;
+    let attach: Function<AttachChannelArgs, Unknown> = state.glue(env, "attachChannel")?;
     let (redis, stream) = match given.redis {
       Some((redis, stream)) => (redis, env.create_string(&stream)?.to_unknown()),
       None => (().into_unknown(env)?, ().into_unknown(env)?),

@@ -1,14 +1,11 @@
-//! The one error path: every bad input becomes a JavaScript `TypeError` with
-//! a stable `code` and a message that names the argument and the rule.
+//! The binding's errors: a JavaScript `TypeError` with a stable `code` and a
+//! message that names the argument and the rule (the JavaScript front makes
+//! the type errors it can see first, with the same codes, in `js/errors.js`).
 
 use napi::{Env, Error, Status};
 
-/// `send()` was given something that is not an object.
-pub const INVALID_EVENT: &str = "ERR_SSE_INVALID_EVENT";
 /// The event name is not a string, or breaks a single-line field rule.
 pub const INVALID_EVENT_NAME: &str = "ERR_SSE_INVALID_EVENT_NAME";
-/// The payload cannot be serialised by `JSON.stringify`.
-pub const INVALID_PAYLOAD: &str = "ERR_SSE_INVALID_PAYLOAD";
 /// An argument is not what the method takes: the constructor's `req` or
 /// `res`, or the callback of `onClose()`.
 pub const INVALID_ARGUMENT: &str = "ERR_SSE_INVALID_ARGUMENT";
@@ -19,8 +16,6 @@ pub const INVALID_EVENT_ID: &str = "ERR_SSE_INVALID_EVENT_ID";
 /// Pre-serialised `data` is neither a string nor bytes, or comes together
 /// with `eventPayload`.
 pub const INVALID_DATA: &str = "ERR_SSE_INVALID_DATA";
-/// The text of `comment()` is not a string.
-pub const INVALID_COMMENT: &str = "ERR_SSE_INVALID_COMMENT";
 
 /// `add()` or `broadcast()` on a channel after `close()`.
 pub const CHANNEL_CLOSED: &str = "ERR_SSE_CHANNEL_CLOSED";

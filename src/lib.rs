@@ -19,7 +19,8 @@
 //!   callback) finds a consistent state (`state`).
 //!
 //! Modules: `sse` and `channel` (the classes and their constructors),
-//! `calls` (the functions the front calls), `open` (options, headers,
+//! `calls` (the functions the front calls), `hot` (the per-event ones as
+//! plain Node-API functions), `open` (options, headers,
 //! `Last-Event-ID`), `text` and `chunk` (values in and out), `construct`
 //! (the `new` check), `state` (per-environment state), `errors`.
 
@@ -28,6 +29,7 @@ mod channel;
 mod chunk;
 mod construct;
 mod errors;
+mod hot;
 mod open;
 mod sse;
 mod state;

@@ -17,21 +17,48 @@ pub struct JsText {
 
 impl Text for JsText {
   fn append_utf8(&self, out: &mut Vec<u8>) {
+    // One call when the text fits the buffer's spare room (the usual case:
+    // the buffer keeps its capacity from write to write), else a length
+    // query and a second call.
+    out.reserve(64);
+    let start = out.len();
+    let room = out.capacity() - start;
+    let mut written = 0;
+    // SAFETY: `env` and `value` are the handles of the call in progress
+    // and `value` was checked to be a string; `out` has `room` writable
+    // bytes after `start`, the size passed, and Node-API writes at most
+    // `room - 1` bytes and a NUL.
+    let status = unsafe {
+      sys::napi_get_value_string_utf8(
+        self.env,
+        self.value,
+        out.as_mut_ptr().add(start).cast(),
+        room,
+        &mut written,
+      )
+    };
+    if status != sys::Status::napi_ok {
+      return;
+    }
+    // Node-API stops before a character that does not fit whole, so the
+    // text is complete only when a 4-byte character would still have fit.
+    if written + 5 <= room {
+      // SAFETY: Node-API initialised `written` bytes after `start`, within
+      // the capacity.
+      unsafe { out.set_len(start + written) };
+      return;
+    }
     let mut len = 0;
-    // SAFETY: `env` and `value` are the handles of the call in progress and
-    // `value` was checked to be a string; a null buffer asks for the length.
+    // SAFETY: a length query (null buffer) on the same string.
     let status = unsafe {
       sys::napi_get_value_string_utf8(self.env, self.value, ptr::null_mut(), 0, &mut len)
     };
     if status != sys::Status::napi_ok {
       return;
     }
-    // Node-API writes a terminating NUL, which is not kept.
     out.reserve(len + 1);
-    let start = out.len();
-    let mut written = 0;
-    // SAFETY: `out` has room for `len + 1` bytes after `start` (reserved
-    // above), which is the size passed; Node-API writes at most that many.
+    // SAFETY: `out` now has room for `len + 1` bytes after `start`, the
+    // size passed; Node-API writes at most that many.
     let status = unsafe {
       sys::napi_get_value_string_utf8(
         self.env,
@@ -42,8 +69,8 @@ impl Text for JsText {
       )
     };
     if status == sys::Status::napi_ok && written <= len {
-      // SAFETY: Node-API initialised `written` bytes after `start`, and
-      // `start + written` is within the reserved capacity.
+      // SAFETY: Node-API initialised `written` bytes after `start`, within
+      // the reserved capacity.
       unsafe { out.set_len(start + written) };
     }
   }

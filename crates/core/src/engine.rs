@@ -52,7 +52,7 @@ pub const KEEP_BATCH_CAPACITY: usize = 256 * 1024;
 pub const DEFAULT_MAX_REPLAYS: usize = 32;
 
 /// Entries read from Redis per replay page.
-pub const REDIS_PAGE_ENTRIES: u32 = 200;
+pub const REDIS_PAGE_ENTRIES: u32 = 100;
 
 /// Work the caller must carry out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,6 +255,9 @@ pub struct Engine {
   flushes: u64,
   tokens: u64,
   heartbeats: Heartbeats,
+  /// Open streams with a heartbeat: when none is left, the queue is
+  /// emptied and the timer disarmed.
+  beating: usize,
   /// The time the heartbeat timer is armed for, as reported with
   /// [`flags::TIMER`].
   timer_due: Option<u64>,
@@ -262,8 +265,9 @@ pub struct Engine {
   replays_running: usize,
   replays_waiting: VecDeque<Key>,
   max_replays: usize,
-  /// Redis replays, by stream.
-  cursors: std::collections::HashMap<Key, RemoteCursor>,
+  /// Redis replays, by stream: a cursor for each channel it replays, read
+  /// one after the other (the first is the one being read).
+  cursors: std::collections::HashMap<Key, VecDeque<RemoteCursor>>,
   staged: Slab<Prepared>,
 }
 
@@ -330,6 +334,7 @@ impl Engine {
       flushes: 0,
       tokens: 0,
       heartbeats: Heartbeats::default(),
+      beating: 0,
       timer_due: None,
       actions: Vec::new(),
       replays_running: 0,
@@ -400,6 +405,7 @@ impl Engine {
         stream.next_beat_ms = due;
       }
       self.heartbeats.schedule(key, due);
+      self.beating += 1;
       out |= self.want_timer();
     }
     if !opening.is_empty() {
@@ -627,6 +633,17 @@ impl Engine {
   /// unreported would leave `scheduled` set with no flush coming, and every
   /// later call would take a flush for granted.) Actions need nothing: the
   /// caller looks at them after every call.
+  /// Claims the end-of-tick flush when streams are queued and none is
+  /// scheduled (after a call that could not report it: `gone`, `close`,
+  /// `remove`): [`flags::SCHEDULE`] or 0.
+  pub fn claim_flush(&mut self) -> u32 {
+    if !self.queue.is_empty() && !self.scheduled {
+      self.scheduled = true;
+      return flags::SCHEDULE;
+    }
+    0
+  }
+
   fn unreported(&mut self, out: u32) {
     if out & flags::SCHEDULE != 0 {
       self.scheduled = false;
@@ -637,6 +654,15 @@ impl Engine {
   /// Returns the flags of a waiting replay that took its slot.
   fn close_stream(&mut self, key: Key, _reason: CloseReason) -> Option<u32> {
     let mut stream = self.streams.remove(key)?;
+    if stream.keep_alive_ms > 0 {
+      self.beating = self.beating.saturating_sub(1);
+      if self.beating == 0 {
+        // Nothing left to beat for: the timer need not fire for entries of
+        // streams that are gone (see `timer_due`).
+        self.heartbeats = Heartbeats::default();
+        self.timer_due = None;
+      }
+    }
     for channel in std::mem::take(&mut stream.channels) {
       if let Some(channel) = self.channels.get_mut(channel) {
         channel.take(key);
@@ -717,7 +743,8 @@ impl Engine {
     }
   }
 
-  /// When the heartbeat timer should fire, once [`flags::TIMER`] said so.
+  /// When the heartbeat timer should fire, once [`flags::TIMER`] said so;
+  /// `None` once no stream has a heartbeat (the timer can be cleared).
   pub fn timer_due(&self) -> Option<u64> {
     self.timer_due
   }
@@ -797,7 +824,10 @@ impl Engine {
   /// ask for their next page.
   fn fetch_pages(&mut self) -> u32 {
     let mut out = 0;
-    for (&stream_key, cursor) in self.cursors.iter_mut() {
+    for (&stream_key, cursors) in self.cursors.iter_mut() {
+      let Some(cursor) = cursors.front_mut() else {
+        continue;
+      };
       if cursor.fetching {
         continue;
       }
@@ -875,13 +905,12 @@ impl Engine {
       Source::Local { epoch, history } => {
         let head = history.head();
         member.after = head;
-        let decision = match &last {
-          None => None,
-          Some(text) => Some(match ChannelId::parse(text.as_bytes()) {
+        let decision = last
+          .as_ref()
+          .map(|text| match ChannelId::parse(text.as_bytes()) {
             Some(id) => (id, history.resume(id, Some(*epoch))),
             None => (ChannelId::ZERO, Resume::Unknown),
-          }),
-        };
+          });
         let frames = match decision {
           Some((id, Resume::Replay)) => Some(history.snapshot_after(id)),
           _ => None,
@@ -971,26 +1000,49 @@ impl Engine {
     if let Some(stream) = self.streams.get_mut(stream_key) {
       stream.channels.retain(|key| *key != channel_key);
     }
-    if self
-      .cursors
-      .get(&stream_key)
-      .is_some_and(|cursor| cursor.channel == channel_key)
-    {
-      let out = self.end_remote_replay(stream_key);
+    if self.replays_from(stream_key, channel_key) {
+      let out = self.end_remote_replay(stream_key, channel_key);
       self.unreported(out);
     }
     true
   }
 
+  /// The cursor of the Redis replay being read for `stream`.
+  fn cursor_mut(&mut self, stream: Key) -> Option<&mut RemoteCursor> {
+    self.cursors.get_mut(&stream)?.front_mut()
+  }
+
+  /// Whether `stream` replays `channel` from Redis (now or next).
+  fn replays_from(&self, stream: Key, channel: Key) -> bool {
+    self
+      .cursors
+      .get(&stream)
+      .is_some_and(|cursors| cursors.iter().any(|cursor| cursor.channel == channel))
+  }
+
+  /// Drops `stream`'s cursor of `channel`; returns whether the cursor of
+  /// another channel is left (the replay has more to come).
+  fn drop_cursor(&mut self, stream: Key, channel: Key) -> bool {
+    let Some(cursors) = self.cursors.get_mut(&stream) else {
+      return false;
+    };
+    cursors.retain(|cursor| cursor.channel != channel);
+    if cursors.is_empty() {
+      self.cursors.remove(&stream);
+      return false;
+    }
+    true
+  }
+
   /// A Redis replay whose member left the channel stops; what waited behind
-  /// it goes out.
-  fn end_remote_replay(&mut self, stream_key: Key) -> u32 {
-    self.cursors.remove(&stream_key);
+  /// it goes out (after the replay of another channel, if one is left).
+  fn end_remote_replay(&mut self, stream_key: Key, channel_key: Key) -> u32 {
+    let more = self.drop_cursor(stream_key, channel_key);
     let Some(stream) = self.streams.get_mut(stream_key) else {
       return 0;
     };
     if let Some(replay) = stream.replay.as_mut() {
-      replay.more = false;
+      replay.more = more;
     }
     self.requeue(stream_key)
   }
@@ -1204,12 +1256,8 @@ impl Engine {
       if let Some(stream) = self.streams.get_mut(member.stream) {
         stream.channels.retain(|key| *key != channel_key);
       }
-      if self
-        .cursors
-        .get(&member.stream)
-        .is_some_and(|cursor| cursor.channel == channel_key)
-      {
-        out |= self.end_remote_replay(member.stream);
+      if self.replays_from(member.stream, channel_key) {
+        out |= self.end_remote_replay(member.stream, channel_key);
       }
     }
     out
@@ -1300,16 +1348,18 @@ impl Engine {
         {
           member.after = last.min(head);
         }
-        self.cursors.insert(
-          stream_key,
-          RemoteCursor {
+        // Behind the replay of another channel, if one is being read.
+        self
+          .cursors
+          .entry(stream_key)
+          .or_default()
+          .push_back(RemoteCursor {
             channel: channel_key,
             started: false,
             after: last,
             until: head,
             fetching: false,
-          },
-        );
+          });
         let out = self.begin_replay(stream_key, VecDeque::new(), true);
         // A replay that got a slot at once asks for its first page now.
         out | self.fetch_pages()
@@ -1357,20 +1407,21 @@ impl Engine {
     first: bool,
     page: Option<Page>,
   ) -> u32 {
-    let Some(cursor) = self.cursors.get_mut(&stream_key) else {
+    let Some(cursor) = self.cursor_mut(stream_key) else {
       return 0;
     };
     if cursor.channel != channel_key {
       return 0;
     }
     cursor.fetching = false;
+    let (last, until) = (cursor.after, cursor.until);
     let member_here = self
       .channels
       .get(channel_key)
       .and_then(|channel| channel.member(stream_key))
       .is_some();
     if !member_here {
-      return self.end_remote_replay(stream_key);
+      return self.end_remote_replay(stream_key, channel_key);
     }
     let Some(page) = page else {
       // Redis could not answer: end the stream so the client reconnects
@@ -1378,16 +1429,15 @@ impl Engine {
       self.cursors.remove(&stream_key);
       return self.end_for_retry(stream_key);
     };
-    let (last, until) = (cursor.after, cursor.until);
     let mut out = 0;
     if first {
       let decision = history::resume(last, page.floor, page.head, None);
       let head = page.head;
-      if let Some(cursor) = self.cursors.get_mut(&stream_key) {
+      if let Some(cursor) = self.cursor_mut(stream_key) {
         cursor.until = head;
       }
       if decision != Resume::Replay {
-        self.cursors.remove(&stream_key);
+        let more = self.drop_cursor(stream_key, channel_key);
         let reset = Self::reset_frame(head, decision);
         if let Some(replay) = self
           .streams
@@ -1395,21 +1445,22 @@ impl Engine {
           .and_then(|stream| stream.replay.as_mut())
         {
           replay.frames.push_back(reset.into());
-          replay.more = false;
+          replay.more = more;
         }
         out |= self.finish_join(channel_key, stream_key, head);
         return out | self.requeue(stream_key);
       }
       out |= self.finish_join(channel_key, stream_key, head);
-      return out | self.take_page(stream_key, last, head, page.entries);
+      return out | self.take_page(channel_key, stream_key, last, head, page.entries);
     }
-    out | self.take_page(stream_key, last, until, page.entries)
+    out | self.take_page(channel_key, stream_key, last, until, page.entries)
   }
 
   /// Frames a page's entries after `last` and up to `until` into the
   /// stream's replay; the replay ends when a page comes back short.
   fn take_page(
     &mut self,
+    channel_key: Key,
     stream_key: Key,
     last: ChannelId,
     until: ChannelId,
@@ -1429,18 +1480,22 @@ impl Engine {
       }
     }
     let done = !full || newest >= until;
-    if done {
-      self.cursors.remove(&stream_key);
-    } else if let Some(cursor) = self.cursors.get_mut(&stream_key) {
-      cursor.after = newest;
-    }
+    // Done with this channel, the replay may go on with another's.
+    let more = if done {
+      self.drop_cursor(stream_key, channel_key)
+    } else {
+      if let Some(cursor) = self.cursor_mut(stream_key) {
+        cursor.after = newest;
+      }
+      true
+    };
     if let Some(replay) = self
       .streams
       .get_mut(stream_key)
       .and_then(|stream| stream.replay.as_mut())
     {
       replay.frames.extend(frames);
-      replay.more = !done;
+      replay.more = more;
     }
     self.requeue(stream_key)
   }

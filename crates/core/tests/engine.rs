@@ -476,13 +476,17 @@ fn a_replay_larger_than_the_cap_is_written_in_steps() {
   loop {
     rounds += 1;
     assert!(rounds < 1000, "the replay does not end");
+    let before = d.chunks(s).len();
     d.settle();
     assert!(d.engine.is_open(s), "the replay overflowed");
     if rounds % 7 == 0 {
       let data = format!("live-{rounds}");
       d.broadcast(a, "live", &data);
       live.push(data);
+      d.settle();
     }
+    // One step per drain: nothing is written while the response is full.
+    assert!(d.chunks(s).len() - before <= 1, "written while draining");
     let done = d.engine.stream(s).unwrap().replay.is_none();
     if done && d.engine.queued_bytes(s) == 0 {
       break;
@@ -645,6 +649,40 @@ fn close_writes_the_rest_of_a_replay_and_what_waited_behind_it() {
   assert_eq!(parsed.ids(), expected);
 }
 
+#[test]
+fn a_position_valid_in_two_channels_replays_both() {
+  // Two channels made in the same millisecond share an epoch, so one
+  // Last-Event-ID is a position in both: the second replay follows the
+  // first, then what was queued behind them.
+  let mut d = Driver::new();
+  let a = d.channel(local(1000, 100, MIB as usize), 0);
+  let b = d.channel(local(1000, 100, MIB as usize), 0);
+  for n in 1..=5 {
+    d.broadcast(a, "a", &n.to_string());
+  }
+  for n in 1..=3 {
+    d.broadcast(b, "b", &n.to_string());
+  }
+  let s = d.open("s", Some("1000-2"), quiet(MIB));
+  d.add(a, s);
+  let a6 = d.broadcast(a, "a", "6");
+  d.add(b, s);
+  let b4 = d.broadcast(b, "b", "4");
+  d.settle();
+  let parsed = d.parsed(s);
+  assert_eq!(
+    parsed.events(),
+    [
+      (Some("1000-3".into()), "a".into(), "3".into()),
+      (Some("1000-4".into()), "a".into(), "4".into()),
+      (Some("1000-5".into()), "a".into(), "5".into()),
+      (Some("1000-3".into()), "b".into(), "3".into()),
+      (Some(a6.to_string()), "a".into(), "6".into()),
+      (Some(b4.to_string()), "b".into(), "4".into()),
+    ]
+  );
+}
+
 // ----- joining while live events flow, in-process -----
 
 #[test]
@@ -732,6 +770,33 @@ fn the_flush_window_holds_broadcasts_until_it_fires() {
     .unwrap();
   assert!(out & flags::ARM_WINDOW != 0);
   assert_eq!(d.windows_armed, 1);
+}
+
+#[test]
+fn a_member_that_joins_while_the_window_is_open_gets_each_event_once() {
+  let mut d = Driver::new();
+  let a = d.channel(local(1000, 100, MIB as usize), 50);
+  let m = member(&mut d, a, "m");
+  let e1 = d.broadcast(a, "e", "1");
+  d.call(|e| e.window_fire(a));
+  d.settle();
+  // The window holds 2 and 3 (already in the history) when they join.
+  d.broadcast(a, "e", "2");
+  d.broadcast(a, "e", "3");
+  let resumed = d.open("r", Some(&e1.to_string()), quiet(MIB));
+  d.add(a, resumed);
+  let fresh = d.open("f", None, quiet(MIB));
+  d.add(a, fresh);
+  d.broadcast(a, "e", "4");
+  d.call(|e| e.window_fire(a));
+  d.settle();
+  assert_eq!(d.parsed(m).ids(), ids(0..=4));
+  // Replayed 2 and 3; from the window only 4.
+  assert_eq!(d.parsed(resumed).ids(), ids(2..=4));
+  assert_eq!(d.parsed(resumed).datas(), ["2", "3", "4"]);
+  // Told the position 3; then 4.
+  assert_eq!(d.parsed(fresh).ids(), ids(3..=4));
+  assert_eq!(d.parsed(fresh).datas(), ["4"]);
 }
 
 #[test]
@@ -956,6 +1021,11 @@ fn heartbeats_go_to_due_streams_only() {
   assert_eq!(d.text(s2), ":\n\n:\n\n");
   assert!(d.bytes(s3).is_empty());
   assert_eq!(d.engine.timer_due(), Some(15_000));
+  // With no stream left to beat for, there is no time to fire at.
+  assert!(d.close(s2));
+  assert_eq!(d.engine.timer_due(), None);
+  assert_eq!(d.engine.beat(15_000), 0);
+  assert!(!d.scheduled);
 }
 
 #[test]

@@ -85,10 +85,44 @@ fn members_wait_for_the_position_then_join() {
   expected.extend(framed_channel(rid(12), "e", "12"));
   assert_eq!(d.bytes(c), expected);
   assert_eq!(d.text(f), format!("id: {}\n\n", rid(12)));
-  // Entries read twice are skipped.
-  let again = d.redis[&ch].entries[11].clone();
-  assert_eq!(d.engine.redis_entry(ch, &again), 0);
+  // Entries read twice are skipped, and the head stays.
+  for n in [11, 4] {
+    let again = d.redis[&ch].entries[n].clone();
+    assert_eq!(d.engine.redis_entry(ch, &again), 0);
+  }
   assert!(!d.scheduled);
+  assert_eq!(d.engine.channel(ch).unwrap().head(), Some(rid(12)));
+  let g = open(&mut d, "g", None);
+  d.add(ch, g);
+  d.settle();
+  assert_eq!(d.text(g), format!("id: {}\n\n", rid(12)));
+}
+
+#[test]
+fn first_page_entries_past_its_head_are_left_to_the_reader() {
+  // The window and the entries were not read at the same instant: the
+  // entries run past the head the page reports. Those come live.
+  let mut d = Driver::new();
+  d.redis_auto = false;
+  let ch = d.redis_channel(MS);
+  for n in 1..=10 {
+    d.publish(ch, "e", &n.to_string());
+  }
+  d.call(|e| e.redis_ready(ch, rid(10)));
+  let b = open(&mut d, "b", Some(rid(3)));
+  d.add(ch, b);
+  let request = d.requests.pop().unwrap();
+  let mut page = d.redis[&ch].page(request.from, request.until, true, request.count);
+  assert_eq!(page.head, rid(10));
+  live(&mut d, ch, "11");
+  live(&mut d, ch, "12");
+  page.entries = d.redis[&ch]
+    .page(request.from, request.until, true, request.count)
+    .entries;
+  assert_eq!(page.entries.len(), 10);
+  d.answer_with(&request, Some(page));
+  d.settle();
+  assert_eq!(d.parsed(b).ids(), rids(4..=12));
 }
 
 #[test]
@@ -163,10 +197,13 @@ fn a_first_page_answered_late_has_no_gap_and_no_duplicate() {
 
 #[test]
 fn replay_pages_continue_until_the_head() {
+  let page = REDIS_PAGE_ENTRIES as u64;
+  // Two and a half pages after the client's position.
+  let head = 10 + 2 * page + page / 2;
   let mut d = Driver::new();
   let ch = d.redis_channel(MS);
   let mut expected = Vec::new();
-  for n in 1..=500u64 {
+  for n in 1..=head {
     let (to, replay) = match n {
       _ if n % 50 == 0 => (Some("someone"), true),
       _ if n % 77 == 0 => (None, false),
@@ -183,35 +220,54 @@ fn replay_pages_continue_until_the_head() {
   // An entry that is not an event of this library.
   d.redis.get_mut(&ch).unwrap().entries[20].data = None;
   expected.retain(|id| *id != rid(21).to_string());
-  d.call(|e| e.redis_ready(ch, rid(500)));
+  d.call(|e| e.redis_ready(ch, rid(head)));
   let b = open(&mut d, "b", Some(rid(10)));
   d.add(ch, b);
   d.settle();
-  live(&mut d, ch, "501");
+  live(&mut d, ch, "live");
   d.settle();
+  // The first page starts at the position itself (it holds `page`
+  // entries from 10 on); each next one after the newest entry so far.
   assert_eq!(
     d.all_requests,
     [
-      request(ch, b, 10, 500, true),
-      request(ch, b, 209, 500, false),
-      request(ch, b, 409, 500, false),
+      request(ch, b, 10, head, true),
+      request(ch, b, 10 + page - 1, head, false),
+      request(ch, b, 10 + 2 * page - 1, head, false),
     ]
   );
-  expected.push(rid(501).to_string());
+  expected.push(rid(head + 1).to_string());
   assert_eq!(d.parsed(b).ids(), expected);
 
   // A full page that reaches the head ends the replay.
+  let head = 10 + page - 1;
   let mut d = Driver::new();
   let ch = d.redis_channel(MS);
-  for n in 1..=209 {
+  for n in 1..=head {
     d.publish(ch, "e", &n.to_string());
   }
-  d.call(|e| e.redis_ready(ch, rid(209)));
+  d.call(|e| e.redis_ready(ch, rid(head)));
   let b = open(&mut d, "b", Some(rid(10)));
   d.add(ch, b);
   d.settle();
-  assert_eq!(d.all_requests, [request(ch, b, 10, 209, true)]);
-  assert_eq!(d.parsed(b).ids(), rids(11..=209));
+  assert_eq!(d.all_requests, [request(ch, b, 10, head, true)]);
+  assert_eq!(d.parsed(b).ids(), rids(11..=head));
+  assert!(d.engine.stream(b).unwrap().replay.is_none());
+
+  // A short page ends it, even when the newest entries up to the head
+  // were deleted.
+  let mut d = Driver::new();
+  let ch = d.redis_channel(MS);
+  for n in 1..=20 {
+    d.publish(ch, "e", &n.to_string());
+  }
+  d.redis.get_mut(&ch).unwrap().entries.truncate(18);
+  d.call(|e| e.redis_ready(ch, rid(20)));
+  let b = open(&mut d, "b", Some(rid(10)));
+  d.add(ch, b);
+  d.settle();
+  assert_eq!(d.all_requests, [request(ch, b, 10, 20, true)]);
+  assert_eq!(d.parsed(b).ids(), rids(11..=18));
   assert!(d.engine.stream(b).unwrap().replay.is_none());
 }
 
@@ -231,10 +287,13 @@ fn a_slow_client_reads_its_pages_as_it_drains() {
   while d.engine.stream(b).unwrap().replay.is_some() {
     rounds += 1;
     assert!(rounds < 100);
+    let before = d.chunks(b).len();
     d.settle();
     if rounds == 3 {
       live(&mut d, ch, "live");
+      d.settle();
     }
+    assert!(d.chunks(b).len() - before <= 1, "written while draining");
     d.drain(b);
   }
   d.slow.clear();
@@ -290,10 +349,17 @@ fn a_page_that_could_not_be_read_ends_the_stream() {
       .redis_replayed(ch, m, requests[0].first, Some(page)),
     0
   );
-  d.settle();
   assert!(d.engine.is_open(m));
+  // `remove` cannot ask for a flush; the next call that queues anything
+  // does (the engine is not left waiting for one that never comes), and by
+  // then the replay is over.
+  assert!(!d.scheduled);
+  let out = d.send(m, "own", "x");
+  assert!(out & native_sse_core::flags::SCHEDULE != 0);
+  d.settle();
   assert!(d.engine.stream(m).unwrap().replay.is_none());
-  assert!(d.bytes(m).is_empty());
+  assert_eq!(d.bytes(m), framed(1, "own", "x"));
+  assert_eq!(d.all_requests.iter().filter(|r| r.stream == m).count(), 1);
 }
 
 #[test]
@@ -361,4 +427,124 @@ fn targeted_and_live_only_entries() {
   d.add(ch, r);
   d.settle();
   assert_eq!(d.parsed(r).ids(), [all.id.unwrap().to_string()]);
+}
+
+#[test]
+fn closing_the_channel_ends_the_replays_waiting_for_a_page() {
+  let mut d = Driver::new();
+  d.redis_auto = false;
+  let ch = d.redis_channel(MS);
+  for n in 1..=5 {
+    d.publish(ch, "e", &n.to_string());
+  }
+  d.call(|e| e.redis_ready(ch, rid(5)));
+  let b = open(&mut d, "b", Some(rid(2)));
+  d.add(ch, b);
+  d.settle();
+  let request = d.requests.pop().unwrap();
+  let out = d.call(|e| e.close_channel(ch));
+  assert!(out & native_sse_core::flags::SCHEDULE != 0);
+  d.settle();
+  assert!(d.engine.is_open(b));
+  assert!(d.engine.stream(b).unwrap().replay.is_none());
+  assert!(d.engine.members(ch).is_empty());
+  // The page that comes back later is dropped.
+  d.answer(&request);
+  d.send(b, "own", "x");
+  d.settle();
+  assert_eq!(d.bytes(b), framed(1, "own", "x"));
+}
+
+#[test]
+fn a_stream_in_two_redis_channels_replays_both() {
+  // Both joins start before any page is answered (the usual case: both
+  // `add`s in one tick, pages read asynchronously), and live entries come
+  // on both channels meanwhile.
+  let mut d = Driver::new();
+  d.redis_auto = false;
+  let a = d.redis_channel(MS);
+  let b = d.redis_channel(MS);
+  for n in 1..=5 {
+    d.publish(a, "a", &n.to_string());
+    d.publish(b, "b", &n.to_string());
+  }
+  d.call(|e| e.redis_ready(a, rid(5)));
+  d.call(|e| e.redis_ready(b, rid(5)));
+  let s = open(&mut d, "s", Some(rid(2)));
+  d.add(a, s);
+  d.add(b, s);
+  let mut rounds = 0;
+  loop {
+    d.settle();
+    if rounds == 0 {
+      let entry = d.redis.get_mut(&a).unwrap().add("a", "6", None, true);
+      d.read(a, &entry);
+      let entry = d.redis.get_mut(&b).unwrap().add("b", "6", None, true);
+      d.read(b, &entry);
+    }
+    rounds += 1;
+    assert!(rounds < 20, "the replays do not end");
+    let requests = std::mem::take(&mut d.requests);
+    if requests.is_empty() {
+      break;
+    }
+    for request in requests.iter().rev() {
+      d.answer(request);
+    }
+  }
+  let entry = d.redis.get_mut(&a).unwrap().add("a", "7", None, true);
+  d.read(a, &entry);
+  let entry = d.redis.get_mut(&b).unwrap().add("b", "7", None, true);
+  d.read(b, &entry);
+  d.settle();
+  for channel in [a, b] {
+    let member = d.engine.channel(channel).unwrap().member(s).unwrap();
+    assert!(member.joining.is_none());
+  }
+  let events = d.parsed(s).events();
+  for name in ["a", "b"] {
+    let datas: Vec<&str> = events
+      .iter()
+      .filter(|(_, n, _)| n == name)
+      .map(|(_, _, data)| data.as_str())
+      .collect();
+    assert_eq!(datas, ["3", "4", "5", "6", "7"], "channel {name}");
+  }
+  assert!(d.engine.stream(s).unwrap().replay.is_none());
+}
+
+#[test]
+fn leaving_the_first_of_two_redis_replays_goes_on_with_the_second() {
+  let mut d = Driver::new();
+  d.redis_auto = false;
+  let a = d.redis_channel(MS);
+  let b = d.redis_channel(MS);
+  for n in 1..=5 {
+    d.publish(a, "a", &n.to_string());
+    d.publish(b, "b", &n.to_string());
+  }
+  d.call(|e| e.redis_ready(a, rid(5)));
+  d.call(|e| e.redis_ready(b, rid(5)));
+  let s = open(&mut d, "s", Some(rid(2)));
+  d.add(a, s);
+  d.add(b, s);
+  d.settle();
+  let pending = std::mem::take(&mut d.requests);
+  assert_eq!(pending, [request(a, s, 2, 5, true)]);
+  assert!(d.remove(a, s));
+  // Its page comes back anyway: dropped.
+  d.answer(&pending[0]);
+  // `remove` cannot ask for a flush: the next flush, whoever asks for it,
+  // goes on with the second channel's replay.
+  d.flush();
+  d.settle();
+  let pending = std::mem::take(&mut d.requests);
+  assert_eq!(pending, [request(b, s, 2, 5, true)]);
+  d.answer(&pending[0]);
+  d.settle();
+  assert!(d.requests.is_empty());
+  assert!(d.engine.stream(s).unwrap().replay.is_none());
+  let events = d.parsed(s).events();
+  let names: Vec<&str> = events.iter().map(|(_, n, _)| n.as_str()).collect();
+  assert_eq!(names, ["b", "b", "b"]);
 }

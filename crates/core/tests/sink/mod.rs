@@ -191,16 +191,14 @@ pub fn parse(bytes: &[u8]) -> Parsed {
         data.push_str(value);
         data.push('\n');
       }
-      "id" => {
-        if !value.contains('\0') {
-          id_buffer = value.to_owned();
-          own_id = Some(value.to_owned());
-        }
+      // An id with NUL is ignored.
+      "id" if !value.contains('\0') => {
+        id_buffer = value.to_owned();
+        own_id = Some(value.to_owned());
       }
-      "retry" => {
-        if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-          parsed.retry = value.parse().ok();
-        }
+      // Only ASCII digits set the reconnection time.
+      "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+        parsed.retry = value.parse().ok();
       }
       _ => {}
     }
