@@ -13,25 +13,12 @@ use native_sse_core::channel::Targets;
 use native_sse_core::engine::{ChannelError, Entry, Page};
 use native_sse_core::event_id::ChannelId;
 use native_sse_core::validate::FieldError;
-use native_sse_core::{flags, Action, CloseReason, Key, Prepared, Text};
+use native_sse_core::{flags, Action, CloseReason, Prepared, Text};
 
 use crate::chunk;
 use crate::errors::{self, type_error};
-use crate::state::State;
+use crate::state::{key, State};
 use crate::text::{JsBytes, JsText};
-
-/// `bits` as a key; a number no key gives finds nothing.
-pub(crate) fn key(bits: f64) -> Key {
-  Key::from_bits(if bits >= 0.0 && bits.fract() == 0.0 {
-    bits as u64
-  } else {
-    0
-  })
-  .unwrap_or(Key {
-    slot: u32::MAX,
-    generation: u32::MAX,
-  })
-}
 
 /// An event's data: a string (the JSON text, or text as it is) or bytes.
 enum Body {
@@ -246,15 +233,6 @@ pub fn timer_delay(env: &Env) -> Result<f64> {
   let now = state.now_ms();
   let due = state.with(|engine| engine.timer_due())?;
   Ok(due.map_or(-1.0, |due| due.saturating_sub(now) as f64))
-}
-
-/// Hands the front's glue object to the constructors; returns the hot
-/// functions (`send`, `comment`, `flush`, see `hot`).
-#[napi(js_name = "init", skip_typescript)]
-pub fn init<'env>(env: &'env Env, glue: Object) -> Result<Object<'env>> {
-  let state = State::get(env)?;
-  state.set_glue(env, &glue)?;
-  crate::hot::functions(env, &state)
 }
 
 // ----- channels -----

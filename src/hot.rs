@@ -16,12 +16,13 @@ use std::rc::Rc;
 
 use napi::bindgen_prelude::*;
 use napi::{sys, Env};
+use napi_derive::napi;
 use native_sse_core::bytes::Chunk;
-use native_sse_core::{EventError, Key, Text};
+use native_sse_core::{EventError, Text};
 
 use crate::chunk;
 use crate::errors;
-use crate::state::State;
+use crate::state::{key, State};
 use crate::text::{JsBytes, JsText};
 
 /// The arguments of a call, up to `N`, and the function's data pointer.
@@ -106,10 +107,6 @@ fn throw_error(env: sys::napi_env, message: &str) -> sys::napi_value {
   // SAFETY: a NUL-terminated string that lives across the call.
   unsafe { sys::napi_throw_error(env, ptr::null(), message.as_ptr()) };
   ptr::null_mut()
-}
-
-fn key(bits: f64) -> Key {
-  crate::calls::key(bits)
 }
 
 /// `send(stream, name, data, id?)` → flags. `data` is a string or a
@@ -353,4 +350,13 @@ pub fn functions<'env>(env: &'env Env, state: &Rc<State>) -> Result<Object<'env>
     })?;
   }
   Ok(object)
+}
+
+/// Hands the front's glue object to the constructors; returns the hot
+/// functions (`send`, `comment`, `flush`, see `hot`).
+#[napi(js_name = "init", skip_typescript)]
+pub fn init<'env>(env: &'env Env, glue: Object) -> Result<Object<'env>> {
+  let state = State::get(env)?;
+  state.set_glue(env, &glue)?;
+  functions(env, &state)
 }

@@ -97,3 +97,16 @@ impl State {
     object.get_named_property(name)
   }
 }
+
+/// `bits` as a key; a number no key gives finds nothing.
+pub fn key(bits: f64) -> Key {
+  Key::from_bits(if bits >= 0.0 && bits.fract() == 0.0 {
+    bits as u64
+  } else {
+    0
+  })
+  .unwrap_or(Key {
+    slot: u32::MAX,
+    generation: u32::MAX,
+  })
+}
