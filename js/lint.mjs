@@ -1,5 +1,7 @@
-// Lints the hand-written JavaScript front (npm run lint): every file parses
-// (node --check), is strict, and the modules form no import cycle.
+// Checks of the hand-written JavaScript front that ESLint does not make
+// (npm run lint runs both): every file parses (node --check), starts in
+// strict mode, leaves no console.log or debugger, and the modules form no
+// import cycle.
 import { execFileSync } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'

@@ -1,0 +1,29 @@
+// ESLint for the hand-written JavaScript front (js/): the recommended rules,
+// CommonJS with Node's globals. `npm run lint` runs it.
+import js from '@eslint/js'
+import globals from 'globals'
+
+export default [
+  {
+    files: ['js/**/*.js'],
+    ...js.configs.recommended,
+    languageOptions: {
+      ecmaVersion: 2024,
+      sourceType: 'commonjs',
+      globals: { ...globals.node },
+    },
+    rules: {
+      ...js.configs.recommended.rules,
+      'no-unused-vars': ['error', { args: 'after-used', caughtErrors: 'none' }],
+      eqeqeq: ['error', 'always'],
+      'no-var': 'error',
+      'prefer-const': 'error',
+      strict: ['error', 'global'],
+    },
+  },
+  {
+    files: ['js/**/*.mjs'],
+    ...js.configs.recommended,
+    languageOptions: { ecmaVersion: 2024, sourceType: 'module', globals: { ...globals.node } },
+  },
+]
