@@ -1,7 +1,9 @@
 // The benchmark still runs, and every row counts its events correctly
-// (quick mode: tiny sizes, no timing assertions).
+// (quick mode: tiny sizes, no timing assertions); the many-streams rows and
+// the instruction-count mode (callgrind, when valgrind is installed) yield
+// numbers.
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,7 +12,17 @@ import { fileURLToPath } from 'node:url'
 
 const bench = fileURLToPath(new URL('../benchmark/bench.mjs', import.meta.url))
 
-test('npm run bench -- --quick runs every scenario for every implementation with valid counts', { timeout: 240_000 }, async () => {
+/** Resolves with `value` after `ms`, without keeping the process alive. */
+const after = (ms, value) => new Promise((resolve) => setTimeout(() => resolve(value), ms).unref())
+
+let hasValgrind = true
+try {
+  execFileSync('valgrind', ['--version'], { stdio: 'ignore' })
+} catch {
+  hasValgrind = false
+}
+
+test('npm run bench -- --quick runs every scenario for every implementation with valid counts', { timeout: 240_000 }, async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'native-sse-bench-'))
   try {
     const { stdout } = await new Promise((resolve, reject) => {
@@ -26,6 +38,7 @@ test('npm run bench -- --quick runs every scenario for every implementation with
       'payload-1KiB': streamImpls,
       'payload-64KiB': streamImpls,
       'idle-memory': streamImpls,
+      'many-streams': ['raw', 'better-sse', 'native-sse'],
       'broadcast-1k': broadcastImpls,
       'broadcast-10k': broadcastImpls,
       'broadcast-latency': ['native-sse', 'native-sse-window10'],
@@ -35,7 +48,7 @@ test('npm run bench -- --quick runs every scenario for every implementation with
     for (const scenario of result.scenarios) assert.deepEqual(scenario.impls, expected[scenario.name])
     assert.equal(result.rows.length, Object.values(expected).flat().length)
     for (const row of result.rows) assert.equal(row.valid, true, `${row.scenario}/${row.impl}: ${row.error}`)
-    const keys = { stream: 'eventsPerSec', idle: 'heapBytesPerConn', broadcast: 'eventsPerSec', stalled: 'rssGrowthMB' }
+    const keys = { stream: 'eventsPerSec', idle: 'heapBytesPerConn', broadcast: 'eventsPerSec', stalled: 'rssGrowthMB', many: 'eventLoopDelayP99Ms' }
     for (const scenario of result.scenarios) {
       for (const impl of scenario.impls) {
         const entry = result.summary[scenario.name][impl]
@@ -54,7 +67,34 @@ test('npm run bench -- --quick runs every scenario for every implementation with
       } else if (scenario.kind === 'stalled') {
         assert.equal(row.deliveries, scenario.clients * (scenario.count - scenario.warmup), `${row.scenario}/${row.impl}`)
         assert.equal(row.overflowClosed, scenario.cappedImpls.includes(row.impl), `${row.impl}: stalled member closed for overflow`)
+      } else if (scenario.kind === 'many') {
+        // Every stream open through the window, each with its heartbeats.
+        const what = `${row.scenario}/${row.impl}`
+        assert.equal(row.streams, scenario.streams, what)
+        assert.ok(row.eventLoopDelayP50Ms > 0 && row.eventLoopDelayP99Ms >= row.eventLoopDelayP50Ms, `${what} delay`)
+        assert.ok(row.eventLoopDelayMaxMs >= row.eventLoopDelayP99Ms, `${what} max delay`)
+        assert.ok(row.heartbeatsPerStreamPerSec > 0 && row.minHeartbeatsPerStream >= 1, `${what} heartbeats`)
+        assert.ok(Number.isFinite(row.heapBytesPerConn) && Number.isFinite(row.rssBytesPerConn), `${what} memory`)
       }
+    }
+    assert.match(stdout, /many-streams: native-sse event-loop delay p99/)
+    // The instruction-count mode: paced, raw and native-sse, under callgrind.
+    const { instructions } = result
+    assert.deepEqual(instructions.scenarios.map((s) => [s.name, s.impls]), [['paced', ['raw', 'native-sse']]])
+    if (!hasValgrind) {
+      assert.match(instructions.skipped, /valgrind/)
+      t.diagnostic('valgrind is not installed: the instruction-count mode was skipped')
+    } else {
+      assert.equal(instructions.rows.length, 4)
+      for (const row of instructions.rows) assert.ok(row.valid && row.instructions > 0, `callgrind ${row.impl} ${row.events}: ${row.error}`)
+      for (const impl of ['raw', 'native-sse']) {
+        const entry = instructions.summary.paced[impl]
+        assert.equal(entry.valid, true, `${impl}: ${entry.error}`)
+        assert.ok(entry.instructionsPerEvent > 0, `${impl} instructions/event`)
+        assert.ok(entry.vsRaw > 0, `${impl} ratio to raw`)
+      }
+      assert.equal(instructions.summary.paced.raw.vsRaw, 1)
+      assert.match(stdout, /instructions \(callgrind\)/)
     }
     assert.ok(result.targets.length >= 15)
     assert.match(stdout, /Targets \(native-sse/)
@@ -62,6 +102,8 @@ test('npm run bench -- --quick runs every scenario for every implementation with
     const chart = readFileSync(join(out, 'chart.svg'), 'utf8')
     assert.match(chart, /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/)
     assert.match(chart, /Stalled member/)
+    assert.match(chart, /event-loop delay p99/)
+    if (hasValgrind) assert.match(chart, /instructions per event/)
   } finally {
     rmSync(out, { recursive: true, force: true })
   }
@@ -80,7 +122,7 @@ test('the client marks a row invalid when events are missing or out of order', {
   try {
     const done = new Promise((resolve) => client.on('message', (m) => m.type === 'done' && resolve(m)))
     client.send({ type: 'stream', port: server.address().port, count: 4, eventName: 'tick' })
-    const result = await Promise.race([done, new Promise((r) => setTimeout(() => r({ timeout: true }), 10_000))])
+    const result = await Promise.race([done, after(10_000, { timeout: true })])
     assert.equal(result.valid, false)
     assert.match(result.error, /expected id 3, got id 4/)
   } finally {
@@ -114,7 +156,7 @@ test('the broadcast client marks a row invalid when an event is missing, and rep
     })
     client.on('message', (m) => messages.push(m))
     client.send({ type: 'open', port: server.address().port, connections: 2, stalled: 0, count: 4, eventName: 'tick', ackStep: 1 })
-    const opened = await Promise.race([waitFor('opened'), new Promise((r) => setTimeout(() => r({ timeout: true }), 10_000))])
+    const opened = await Promise.race([waitFor('opened'), after(10_000, { timeout: true })])
     assert.equal(opened.open, 2)
     const send = (seqs) => {
       for (const res of responses) {
@@ -127,9 +169,9 @@ test('the broadcast client marks a row invalid when an event is missing, and rep
       const check = () => (messages.some((m) => m.type === 'progress' && m.upTo === 2) ? resolve(true) : setTimeout(check, 10))
       check()
     })
-    assert.equal(await Promise.race([progressed(), new Promise((r) => setTimeout(() => r(false), 10_000))]), true)
+    assert.equal(await Promise.race([progressed(), after(10_000, false)]), true)
     send([4, 5])
-    const result = await Promise.race([waitFor('done'), new Promise((r) => setTimeout(() => r({ timeout: true }), 10_000))])
+    const result = await Promise.race([waitFor('done'), after(10_000, { timeout: true })])
     assert.equal(result.valid, false)
     assert.match(result.error, /expected id 1700000000000-3, got id 1700000000000-4/)
   } finally {

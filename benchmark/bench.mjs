@@ -9,9 +9,19 @@
 // 10 000 clients spread over several client processes, and a member that
 // stops reading while 100 MiB of broadcasts go out.
 //
+// many-streams (many-streams.mjs): 20 000 open streams with a heartbeat
+// every second, and the server's event-loop delay, heap and RSS with them.
+//
+// The instruction-count mode (instructions.mjs) counts the server's
+// instructions per event in burst and paced with valgrind's callgrind, a
+// measure that does not move with the machine's load. It runs after the
+// timed rows; --instructions runs only it, --no-instructions leaves it out.
+//
 //   node benchmark/bench.mjs [--quick] [--rounds N] [--only scenario,...]
 //     [--impls name,...] [--out DIR] [--server-node-args "--cpu-prof ..."]
-// --server-node-args passes flags to each server process (for profiling).
+//     [--instructions | --no-instructions] [--instr-jobs J]
+// --server-node-args passes flags to each server process of the timed rows
+// (for profiling; never to the callgrind runs).
 import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { dirname, join } from 'node:path'
@@ -22,6 +32,8 @@ import { BROADCAST_IMPLEMENTATION_NAMES } from './broadcast-impls.mjs'
 import { renderChart } from './chart.mjs'
 import { child as forkChild } from './child.mjs'
 import { IMPLEMENTATION_NAMES } from './implementations.mjs'
+import { measureInstructions, printInstructions } from './instructions.mjs'
+import { measureManyStreams } from './many-streams.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const args = process.argv.slice(2)
@@ -42,6 +54,12 @@ const OUT = option('--out', join(here, 'results'))
 const ONLY = option('--only', null)?.split(',')
 const ONLY_IMPLS = option('--impls', null)?.split(',')
 const SERVER_NODE_ARGS = option('--server-node-args', '').split(' ').filter(Boolean)
+const INSTRUCTIONS_ONLY = flag('--instructions')
+const NO_INSTRUCTIONS = flag('--no-instructions')
+if (INSTRUCTIONS_ONLY && NO_INSTRUCTIONS) throw new Error('--instructions and --no-instructions exclude each other')
+// Callgrind servers run at a time: 1 by default, so that each has a core of
+// its own; 2 in quick mode (its counts only need to be there).
+const INSTR_JOBS = Number(option('--instr-jobs', QUICK ? 2 : 1))
 const ROW_TIMEOUT_MS = 120_000
 
 // Sizes: the default run finishes in a few minutes on a 2-core machine.
@@ -57,10 +75,19 @@ const MiB = 2 ** 20
 const STALLED_EVENT = 16 * 1024
 const STALLED_BYTES = QUICK ? 10 * MiB : 100 * MiB
 const STALLED_WARMUP = QUICK ? 64 : 640
-export const SCENARIOS = [
+// `instructions: [N, 4N]`: the event counts of the two callgrind runs of the
+// instruction-count mode (instructions.mjs), and `instructionImpls` its
+// implementations when not all of them. Under callgrind a server takes
+// 10-20 s to start and exit, plus about 1 s per 1 000 paced or 5 000 burst
+// events: 16 runs, 6-10 minutes for the default sizes; 4 runs, 2 at a time,
+// 30-70 s for --quick's (paced only, two implementations; at such small
+// counts the JIT's warm-up dominates the result, which only has to be there).
+const ALL_SCENARIOS = [
   { name: 'burst', kind: 'stream', count: QUICK ? 2000 : 200_000, batch: 100, payloadBytes: 50, ...STREAM_IMPLS,
+    instructions: QUICK ? undefined : [20_000, 80_000],
     about: 'one client, 100 small (50 B) events per event-loop turn' },
   { name: 'paced', kind: 'stream', count: QUICK ? 300 : 20_000, batch: 1, payloadBytes: 50, ...STREAM_IMPLS,
+    instructions: QUICK ? [100, 400] : [5000, 20_000], instructionImpls: QUICK ? ['raw', 'native-sse'] : undefined,
     about: 'one client, one small (50 B) event per event-loop turn' },
   { name: 'payload-1KiB', kind: 'stream', count: QUICK ? 500 : 50_000, batch: 100, payloadBytes: 1024, ...STREAM_IMPLS,
     about: 'one client, 100 medium (1 KiB) events per turn' },
@@ -68,6 +95,13 @@ export const SCENARIOS = [
     about: 'one client, 10 large (64 KiB) events per turn' },
   { name: 'idle-memory', kind: 'idle', connections: QUICK ? 200 : 10_000, ...STREAM_IMPLS,
     about: 'open idle connections; heap and RSS per connection after GC' },
+  // Many streams with a heartbeat every second (many-streams.mjs): the
+  // server's event-loop delay over `seconds`, and heap and RSS per stream.
+  // 20 000 streams from 4 client processes: 20-30 s a row with the
+  // connecting and GC, 3 rounds; --quick: 500 streams, 3 s.
+  { name: 'many-streams', kind: 'many', streams: QUICK ? 500 : 20_000, perProcess: 5000, keepAlive: 1000,
+    seconds: QUICK ? 3 : 10, warmupMs: QUICK ? 500 : 2000, impls: ['raw', 'better-sse', 'native-sse'], bases: ['raw'],
+    about: 'idle streams, each with a heartbeat every 1000 ms (raw: a setInterval per stream); event-loop delay of the server' },
   // Broadcast: one 100 B event per event-loop turn (setImmediate) to every
   // client; never more than `window` events ahead of the slowest client
   // (credit from the clients' progress reports, every `ackStep` events):
@@ -76,8 +110,9 @@ export const SCENARIOS = [
   // Default sizes: 1 000 clients x 200 events = 200 000 deliveries (~3 s a
   // row); 10 000 x 30 = 300 000 (~5 s, plus ~2 s to connect); 5 rounds
   // each. broadcast-latency: 1 000 x 100 events 40 ms apart (~4.5 s), and
-  // stalled (~1.5-4 s): 3 rounds. The whole default `npm run bench` takes
-  // about 5 minutes on the 2-core machine; --quick about 20 s.
+  // stalled (~1.5-4 s): 3 rounds. The timed rows of the default `npm run
+  // bench` take about 9 minutes on the 2-core machine (5 without
+  // many-streams), the instruction counts 6-10 more; --quick about 1 minute.
   { name: 'broadcast-1k', kind: 'broadcast', clients: QUICK ? 20 : 1000, processes: 2, count: QUICK ? 30 : 200,
     payloadBytes: 100, window: 256, ackStep: 32, ...BROADCAST_IMPLS, rounds: BROADCAST_ROUNDS,
     about: 'clients (2 client processes), one 100 B event per turn to all (saturated: latency is mostly queueing)' },
@@ -96,7 +131,18 @@ export const SCENARIOS = [
     about: `one client stops reading while ${STALLED_BYTES / MiB} MiB of 16 KiB broadcasts go to it and to 4 normal clients` },
 ]
   .filter((s) => !ONLY || ONLY.includes(s.name))
-  .map((s) => ({ ...s, rounds: s.rounds ?? ROUNDS, impls: s.impls.filter((impl) => !ONLY_IMPLS || ONLY_IMPLS.includes(impl)) }))
+const pickImpls = (impls) => impls.filter((impl) => !ONLY_IMPLS || ONLY_IMPLS.includes(impl))
+// The timed rows.
+export const SCENARIOS = (INSTRUCTIONS_ONLY ? [] : ALL_SCENARIOS)
+  .map((s) => ({ ...s, rounds: s.rounds ?? ROUNDS, impls: pickImpls(s.impls) }))
+// The instruction-count mode's scenarios.
+const INSTRUCTION_SCENARIOS = (NO_INSTRUCTIONS ? [] : ALL_SCENARIOS)
+  .filter((s) => s.instructions)
+  .map((s) => ({ ...s, impls: pickImpls(s.instructionImpls ?? s.impls) }))
+  .filter((s) => s.impls.length)
+
+// The target of the many-streams scenario: native-sse's event-loop delay at p99.
+const MANY_STREAMS_P99_MS = 20
 
 // The target of the stalled scenario: RSS growth at most the cap plus 10 MiB.
 const STALLED_SLACK_MB = 10
@@ -187,6 +233,16 @@ const METRICS = {
     { key: 'rssGrowthMB', label: 'server RSS growth MB', better: 'lower', fmt: (v) => v.toFixed(1) },
     { key: 'eventsPerSec', label: 'delivered events/s', better: 'higher', fmt: int },
   ],
+  many: [
+    { key: 'eventLoopDelayP50Ms', label: 'event-loop delay p50 ms', better: 'lower', fmt: (v) => v.toFixed(1) },
+    { key: 'eventLoopDelayP99Ms', label: 'event-loop delay p99 ms', better: 'lower', fmt: (v) => v.toFixed(1) },
+    { key: 'eventLoopDelayMaxMs', label: 'event-loop delay max ms', better: 'lower', fmt: (v) => v.toFixed(1) },
+    { key: 'heapBytesPerConn', label: 'heap B/stream', better: 'lower', fmt: int },
+    { key: 'rssBytesPerConn', label: 'RSS B/stream', better: 'lower', fmt: int },
+    { key: 'eventLoopUtilization', label: 'event-loop utilization', better: 'lower', fmt: (v) => v.toFixed(2) },
+    { key: 'serverCpuPercent', label: 'server CPU %', better: 'lower', fmt: (v) => v.toFixed(0) },
+    { key: 'heartbeatsPerStreamPerSec', label: 'heartbeats/stream/s', better: 'higher', fmt: (v) => v.toFixed(2) },
+  ],
 }
 
 function median(values) {
@@ -272,13 +328,34 @@ function evaluateTargets(summary) {
     target.met = target.ratio !== undefined && target.ratio <= 1
     targets.push(target)
   }
+  const many = SCENARIOS.find((s) => s.kind === 'many')
+  if (many) {
+    const p99 = get(many.name, native, 'eventLoopDelayP99Ms')
+    const target = {
+      name: `${many.name}: native-sse event-loop delay p99 / ${MANY_STREAMS_P99_MS} ms (${many.streams.toLocaleString('en-US')} streams, keepAlive ${many.keepAlive})`,
+      ratio: p99 === undefined ? undefined : p99 / MANY_STREAMS_P99_MS,
+      goal: '< 1.0x',
+      valueMs: p99,
+    }
+    target.met = target.ratio !== undefined && target.ratio < 1
+    targets.push(target)
+  }
   return targets
 }
 
-function printSummary(summary) {
+function printSummary(summary, rows) {
   for (const scenario of SCENARIOS) {
-    const size = scenario.kind === 'broadcast' ? `${scenario.clients.toLocaleString('en-US')} ${scenario.about}, ${scenario.count} events` : scenario.about
+    let size = scenario.about
+    if (scenario.kind === 'broadcast') size = `${scenario.clients.toLocaleString('en-US')} ${scenario.about}, ${scenario.count} events`
+    if (scenario.kind === 'many') size = `${scenario.streams.toLocaleString('en-US')} ${scenario.about}, over ${scenario.seconds} s`
     console.log(`\n${scenario.name}: ${size}; ${scenario.rounds} round(s)`)
+    if (scenario.kind === 'many') {
+      const fewer = rows.filter((r) => r.scenario === scenario.name && r.valid && r.streams !== r.requestedStreams)
+      if (fewer.length) {
+        const counts = [...new Set(fewer.map((r) => r.streams))].join(', ')
+        console.log(`  NOTE: ${counts} streams opened instead of ${scenario.streams}: the server's limit on open files is ${fewer[0].fdLimit} (ulimit -Hn; Node raises the soft limit to it)`)
+      }
+    }
     for (const metric of METRICS[scenario.kind]) {
       const cells = scenario.impls.map((impl) => {
         const e = summary[scenario.name][impl]
@@ -310,6 +387,8 @@ async function measure(impl, scenario) {
       return measureBroadcast(impl, scenario, opts)
     case 'stalled':
       return measureStalled(impl, scenario, opts)
+    case 'many':
+      return measureManyStreams(impl, scenario, opts)
   }
 }
 
@@ -332,13 +411,22 @@ async function main() {
       }
     }
   }
+  const instructions = await measureInstructions(INSTRUCTION_SCENARIOS, {
+    jobs: INSTR_JOBS,
+    log(row) {
+      const shown = row.valid ? `${row.instructions.toLocaleString('en-US')} instructions` : `INVALID: ${row.error}`
+      process.stdout.write(`callgrind ${row.scenario.padEnd(7)} ${row.impl.padEnd(11)} ${String(row.events).padStart(6)} events ${row.seconds.toFixed(1).padStart(5)} s ${shown}\n`)
+    },
+  })
   const summary = summarise(rows)
   const targets = evaluateTargets(summary)
-  printSummary(summary)
-  console.log('\nTargets (native-sse, ratios of medians from this run):')
+  printSummary(summary, rows)
+  printInstructions(instructions)
+  if (targets.length) console.log('\nTargets (native-sse, ratios of medians from this run):')
   for (const t of targets) {
     const ratio = t.ratio === undefined || Number.isNaN(t.ratio) ? 'n/a' : `${t.ratio.toFixed(2)}x`
-    const extra = t.growthMB !== undefined ? ` (${t.growthMB.toFixed(1)} MiB)` : ''
+    let extra = t.growthMB !== undefined ? ` (${t.growthMB.toFixed(1)} MiB)` : ''
+    if (t.valueMs !== undefined) extra = ` (${t.valueMs.toFixed(1)} ms)`
     console.log(`  ${t.met ? 'MET    ' : 'NOT MET'} ${t.name}: ${ratio}${extra} (target ${t.goal})`)
   }
   const cpus = os.cpus()
@@ -352,6 +440,9 @@ async function main() {
     rows,
     summary,
     targets,
+    // The instruction-count mode (instructions.mjs): instructions per event
+    // and the ratio to raw in instructions.summary.<scenario>.<impl>.
+    instructions,
   }
   mkdirSync(OUT, { recursive: true })
   writeFileSync(join(OUT, 'results.json'), JSON.stringify(result, null, 2) + '\n')
@@ -360,6 +451,11 @@ async function main() {
   const invalid = rows.filter((r) => !r.valid)
   if (invalid.length) {
     console.error(`${invalid.length} invalid row(s)`)
+    process.exitCode = 1
+  }
+  const invalidCounts = Object.values(instructions.summary).flatMap((s) => Object.values(s)).filter((e) => !e.valid)
+  if (invalidCounts.length) {
+    console.error(`${invalidCounts.length} invalid instruction count(s)`)
     process.exitCode = 1
   }
 }

@@ -50,12 +50,18 @@ export function renderChart(result) {
   const relative = (base, key) => (g, impl) => metric(g, impl, key) / metric(g, base, key)
   const x = (v) => `${v.toFixed(2)}x`
   const saturated = of('broadcast').filter((s) => s.impls.includes('hand-loop'))
+  // The instruction-count mode (absent from older results.json files).
+  const counted = result.instructions?.summary ?? {}
+  const instructionGroups = (result.instructions?.scenarios ?? []).filter((s) => counted[s.name])
+  const many = of('many')
   const latency = of('broadcast').filter((s) => s.name === 'broadcast-latency')
   const panels = [
     { title: 'Delivered events/s, relative to raw res.write (higher is better)', groups: of('stream'),
       value: relative('raw', 'eventsPerSec'), format: x },
     { title: 'Server CPU time per event, relative to raw (lower is better)', groups: of('stream'),
       value: relative('raw', 'cpuMicrosPerEvent'), format: x },
+    { title: 'Server instructions per event (callgrind), relative to raw (lower is better)', groups: instructionGroups,
+      value: (g, impl) => counted[g.name][impl]?.vsRaw, format: x },
     { title: 'Heap per idle connection, bytes (lower is better)', groups: of('idle'),
       value: (g, impl) => metric(g, impl, 'heapBytesPerConn'), format: (v) => `${Math.round(v).toLocaleString('en-US')} B` },
     { title: 'Broadcast: delivered events/s, relative to hand-loop (higher is better; » cut at 2x)', groups: saturated,
@@ -68,6 +74,8 @@ export function renderChart(result) {
       value: (g, impl) => metric(g, impl, 'latencyP99Ms'), format: (v) => `${v.toFixed(1)} ms` },
     { title: 'Stalled member: server RSS growth, MiB (lower is better)', groups: of('stalled'),
       value: (g, impl) => metric(g, impl, 'rssGrowthMB'), format: (v) => `${v.toFixed(1)} MiB` },
+    { title: `${many.map((s) => s.streams.toLocaleString('en-US')).join(', ')} streams, heartbeat every ${many[0]?.keepAlive} ms: event-loop delay p99, ms (lower is better)`,
+      groups: many, value: (g, impl) => metric(g, impl, 'eventLoopDelayP99Ms'), format: (v) => `${v.toFixed(1)} ms` },
   ]
   let body = ''
   let y = 40

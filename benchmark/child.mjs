@@ -1,5 +1,5 @@
 // A benchmark child process (server or load client) driven over IPC.
-import { fork } from 'node:child_process'
+import { fork, spawn } from 'node:child_process'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -9,10 +9,19 @@ const here = dirname(fileURLToPath(import.meta.url))
  * Forks `benchmark/<script>`. `next(type)` resolves with the next message of
  * that type (rejects after `timeoutMs` or when the process exits); `on(type,
  * fn)` hands every later message of that type to `fn` instead; `stop()` asks
- * the process to exit and kills it after 3 s.
+ * the process to exit and kills it after 3 s (`options.exitGraceMs`).
+ *
+ * `options.wrap`, a command and its arguments, runs Node under that command
+ * (`valgrind --tool=callgrind ...`): the process is started as
+ * `<wrap...> node <execArgv...> <script> <argv...>`, with the IPC channel
+ * inherited through it.
  */
-export function child(script, argv = [], execArgv = [], timeoutMs = 120_000) {
-  const proc = fork(join(here, script), argv, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+export function child(script, argv = [], execArgv = [], timeoutMs = 120_000, options = {}) {
+  const { wrap, exitGraceMs = 3000 } = options
+  const stdio = ['ignore', 'inherit', 'inherit', 'ipc']
+  const proc = wrap
+    ? spawn(wrap[0], [...wrap.slice(1), process.execPath, ...execArgv, join(here, script), ...argv], { stdio })
+    : fork(join(here, script), argv, { execArgv, stdio })
   const queue = []
   const waiters = []
   const handlers = new Map()
@@ -23,8 +32,13 @@ export function child(script, argv = [], execArgv = [], timeoutMs = 120_000) {
     if (i === -1) queue.push(m)
     else waiters.splice(i, 1)[0].resolve(m)
   })
-  const exited = new Promise((resolve) => proc.on('exit', resolve))
+  const exited = new Promise((resolve) => {
+    proc.on('exit', resolve)
+    proc.on('error', (err) => resolve(err.message)) // could not be started
+  })
   return {
+    pid: proc.pid,
+    exited,
     send: (m) => proc.connected && proc.send(m),
     on(type, fn) {
       handlers.set(type, fn)
@@ -45,7 +59,7 @@ export function child(script, argv = [], execArgv = [], timeoutMs = 120_000) {
       if (proc.exitCode === null && proc.signalCode === null) {
         if (proc.connected) proc.send({ type: 'exit' })
         else proc.kill('SIGKILL')
-        const timer = setTimeout(() => proc.kill('SIGKILL'), 3000)
+        const timer = setTimeout(() => proc.kill('SIGKILL'), exitGraceMs)
         await exited
         clearTimeout(timer)
       }

@@ -19,14 +19,16 @@ const impl = implementations[process.argv[2]]
 if (!impl) throw new Error(`unknown implementation ${process.argv[2]}`)
 
 const streams = new Set()
-let current = null // { stream, res } of the measured client
+let streamOpened
+// { stream, res } of the measured client, once it is open.
+const current = new Promise((resolve) => (streamOpened = resolve))
 let runStart = null
 
 const server = http.createServer(async (req, res) => {
   const stream = await impl.open(req, res)
   streams.add(stream)
   res.on('close', () => streams.delete(stream))
-  if (req.url === '/stream') current = { stream, res }
+  if (req.url === '/stream') streamOpened({ stream, res })
 })
 server.keepAliveTimeout = 0
 server.listen(0, '127.0.0.1', () => process.send({ type: 'ready', port: server.address().port }))
@@ -37,7 +39,8 @@ function drained(res) {
 }
 
 async function run({ count, batch, payloadBytes, eventName }) {
-  const { stream, res } = current
+  // better-sse opens asynchronously; under valgrind that can take a while.
+  const { stream, res } = await current
   runStart = process.cpuUsage()
   let seq = 1
   while (seq <= count) {

@@ -90,10 +90,10 @@ function remove(sse) {
 function broadcasted(cs, result) {
   const flags = result % 64
   const seq = (result - flags) / 64
+  streams.apply(flags, undefined)
   if (flags & ARM_WINDOW) {
     setTimeout(fireWindow, cs.windowMs, cs.key).unref()
   }
-  streams.apply(flags, undefined)
   return cs.prefix + seq
 }
 

@@ -27,8 +27,14 @@ const DISARMED = 64
 /** Stream states by slot. */
 const table = []
 const resolved = Promise.resolve()
-let flushing = false
-/** Ends asked for while a flush wrote its plan: [state, chunk, args]. */
+/**
+ * Above 0 while the front writes to a response (user code such as a
+ * `res.write` wrapper may run inside): ends and immediate writes asked for
+ * meanwhile wait until the writes in progress are done, so that no chunk
+ * being written is cut off or overtaken.
+ */
+let writing = 0
+/** Ends asked for while writing: [state, chunk, args]. */
 let deferred = []
 /** Counts flushes: a response is checked for being gone once per tick. */
 let tick = 0
@@ -46,10 +52,12 @@ function useHot(functions) {
 function noop() {}
 
 class StreamState {
-  constructor(key, res, sse) {
+  constructor(key, res, sse, uuid, lastEventId) {
     this.key = key
     this.res = res
     this.sse = sse
+    this.uuid = uuid
+    this.lastEventId = lastEventId
     this.end = null
     this.closed = false
     this.reason = 0
@@ -60,11 +68,15 @@ class StreamState {
 }
 
 /** Called by the Rust constructor of `SSE` once the headers are written. */
-function attachStream(sse, res, key, flags) {
-  const st = new StreamState(key, res, sse)
+function attachStream(sse, res, key, flags, uuid, lastEventId) {
+  const st = new StreamState(key, res, sse, uuid, lastEventId)
   sse[kState] = st
-  res[kState] = st
   table[key % SLOTS] = st
+  // The core's answer is carried out before any code that is not ours runs
+  // (a wrapped `res.on`, a `res` that refuses properties): a flush it asked
+  // for is never lost.
+  apply(flags, st)
+  res[kState] = st
   res.on('error', noop)
   res.on('close', onResponseClose)
   // Pending events are written before the response ends, however it is
@@ -72,7 +84,6 @@ function attachStream(sse, res, key, flags) {
   // response itself expects them delivered).
   st.end = res.end
   res.end = endResponse
-  apply(flags, st)
   if (!st.closed) {
     const why = goneReason(res)
     if (why !== 0) gone(st, why)
@@ -157,23 +168,33 @@ function apply(flags, st) {
     resolved.then(flush)
   }
   if (flags & ACTIONS) runActions()
-  if (flags & FLUSH_NOW && st !== undefined && !flushing && !st.closed) writeNow(st)
+  if (flags & FLUSH_NOW && st !== undefined && writing === 0 && !st.closed) writeNow(st)
   if (flags & TIMER) armTimer()
+}
+
+/** Reports `err` (from user code) as an uncaught exception, outside our call. */
+function uncaught(err) {
+  queueMicrotask(() => {
+    throw err
+  })
 }
 
 /** Writes `chunk` to the stream's response; true when it must wait for 'drain'. */
 function write(st, chunk) {
   const res = st.res
   if (res === null) return false
+  writing++
   try {
     return res.write(chunk) === false
   } catch (err) {
     // A throwing `write` (a wrapper's bug) is an ordinary uncaught
-    // exception, and the other streams are still written.
-    queueMicrotask(() => {
-      throw err
-    })
+    // exception; the chunk is lost, so the stream ends (the client sees
+    // the end and can resume) rather than go on with a hole in it.
+    uncaught(err)
+    if (!st.closed) closeStream(st, [], false)
     return false
+  } finally {
+    if (--writing === 0) endDeferred()
   }
 }
 
@@ -181,12 +202,11 @@ function write(st, chunk) {
 function slow(st) {
   if (st.closed || st.res === null) return
   const len = st.res.writableLength
-  const flags = binding.streamBackpressure(st.key, typeof len === 'number' ? len : 0)
-  if (!st.closed && !st.draining) {
+  apply(binding.streamBackpressure(st.key, typeof len === 'number' ? len : 0), st)
+  if (!st.closed && !st.draining && st.res !== null) {
     st.draining = true
     st.res.once('drain', onDrain)
   }
-  apply(flags, st)
 }
 
 /** The end of the tick: the core's plan, one write per stream. */
@@ -200,8 +220,12 @@ function flush() {
     if (write(expected, plan)) slow(expected)
     return
   }
+  // The flags first: a next flush the core asked for is scheduled before
+  // any user code can run (and throw).
+  const flags = plan.length % 2 === 1 ? plan[plan.length - 1] : 0
+  if (flags & SCHEDULE) resolved.then(flush)
   let behind = null
-  flushing = true
+  writing++
   try {
     const pairs = plan.length - (plan.length % 2)
     for (let i = 0; i < pairs; i += 2) {
@@ -218,11 +242,18 @@ function flush() {
       }
     }
   } finally {
-    flushing = false
-    endDeferred()
+    if (--writing === 0) endDeferred()
+    if (flags & ~SCHEDULE) apply(flags & ~SCHEDULE, undefined)
   }
-  if (behind !== null) for (const st of behind) slow(st)
-  if (plan.length % 2 === 1) apply(plan[plan.length - 1], undefined)
+  if (behind !== null) {
+    for (const st of behind) {
+      try {
+        slow(st)
+      } catch (err) {
+        uncaught(err)
+      }
+    }
+  }
 }
 
 /** A stream whose end was deferred during this flush still gets its bytes. */
@@ -234,28 +265,40 @@ function deferredState(key) {
 }
 
 function endDeferred() {
-  while (deferred.length > 0) {
+  // Bounded: each round ends what the one before asked for.
+  for (let round = 0; round < 1000 && deferred.length > 0; round++) {
     const ends = deferred
     deferred = []
     for (let i = 0; i < ends.length; i += 3) endNow(ends[i], ends[i + 1], ends[i + 2])
   }
 }
 
-/** Writes the last bytes, then ends the response with the caller's arguments. */
+/**
+ * Writes the last bytes, then ends the response with the caller's
+ * arguments. A throwing `write` or `end` (user code) is reported as
+ * uncaught and does not stop the other ends.
+ */
 function endNow(st, chunk, args) {
   const res = st.res
   st.res = null
   if (res === null) return
-  if (chunk !== undefined && chunk !== null) {
-    try {
-      res.write(chunk)
-    } catch (err) {
-      queueMicrotask(() => {
-        throw err
-      })
+  writing++
+  try {
+    if (chunk !== undefined && chunk !== null) {
+      try {
+        res.write(chunk)
+      } catch (err) {
+        uncaught(err)
+      }
     }
+    try {
+      st.end.apply(res, args)
+    } catch (err) {
+      uncaught(err)
+    }
+  } finally {
+    writing--
   }
-  st.end.apply(res, args)
 }
 
 function writeNow(st) {
@@ -263,9 +306,13 @@ function writeNow(st) {
   if (chunk !== undefined && write(st, chunk)) slow(st)
 }
 
-/** `close()`, or the response ended by other code: last bytes, then the end. */
-function closeStream(st, args) {
-  const chunk = binding.streamClose(st.key)
+/**
+ * `close()`, or the response ended by other code: last bytes (unless
+ * `writeRest` is false), then the end; after the writes in progress.
+ */
+function closeStream(st, args, writeRest = true) {
+  const rest = binding.streamClose(st.key)
+  const chunk = writeRest ? rest : undefined
   finish(st, 2, true)
   if (chunk === null) {
     // The core had closed it already; end the response anyway.
@@ -274,15 +321,17 @@ function closeStream(st, args) {
     if (res !== null) st.end.apply(res, args)
     return
   }
-  if (flushing) deferred.push(st, chunk, args)
+  if (writing > 0) deferred.push(st, chunk, args)
   else endNow(st, chunk, args)
 }
 
 /** `res.end` while the stream is open: pending events go first. */
 function endResponse(...args) {
   const st = this[kState]
-  if (st !== undefined && !st.closed && st.res === this) {
-    closeStream(st, args)
+  if (st !== undefined && st.res === this) {
+    // Open: end after the pending events. Closed with the response still
+    // held: an end is already on its way (after the writes in progress).
+    if (!st.closed) closeStream(st, args)
     return this
   }
   const end = st !== undefined && st.end !== null ? st.end : Object.getPrototypeOf(this).end
@@ -311,7 +360,7 @@ function runActions() {
           const st = lookup(actions[i + 1])
           if (st !== undefined && !st.closed) {
             finish(st, 2, true)
-            if (flushing) deferred.push(st, actions[i + 2], [])
+            if (writing > 0) deferred.push(st, actions[i + 2], [])
             else endNow(st, actions[i + 2], [])
           }
           i += 3
@@ -455,13 +504,24 @@ function bufferedBytes() {
   return binding.streamQueuedBytes(st.key) + (typeof held === 'number' ? held : 0)
 }
 
+/** The connection's UUID, as the welcome event carried it. */
+function getUUID() {
+  return stateOf(this, 'getUUID()').uuid
+}
+
+/** Where the client left off (the accepted `Last-Event-ID`), or null. */
+function lastEventId() {
+  return stateOf(this, 'lastEventId').lastEventId
+}
+
 function install(SSE) {
-  const methods = { send, comment, close, onClose }
+  const methods = { getUUID, send, comment, close, onClose }
   for (const [name, value] of Object.entries(methods)) {
     Object.defineProperty(SSE.prototype, name, { value, writable: true, configurable: true, enumerable: false })
   }
   Object.defineProperty(SSE.prototype, 'closed', { get: closed, configurable: true, enumerable: false })
   Object.defineProperty(SSE.prototype, 'bufferedBytes', { get: bufferedBytes, configurable: true, enumerable: false })
+  Object.defineProperty(SSE.prototype, 'lastEventId', { get: lastEventId, configurable: true, enumerable: false })
 }
 
 module.exports = { attachStream, install, useHot, apply, lookup, checkGone, handlers, kState }

@@ -147,6 +147,18 @@ export interface Channel {
 
 export interface SSE {
   /**
+   * The random (version 4) UUID of this connection, as sent in the welcome
+   * event. Lowercase, hyphenated.
+   */
+  getUUID(): string
+  /**
+   * The id the client last saw, from the `Last-Event-ID` request header or
+   * else a `lastEventId` query parameter, when it has the accepted form: 1
+   * to 128 visible ASCII characters (`!` to `~`). `null` otherwise: a value
+   * of any other form is treated as absent.
+   */
+  get lastEventId(): string | null
+  /**
    * Sends one event: the lines `id: <n>`, `event: <eventName>`,
    * `data: <JSON.stringify(eventPayload)>` and a blank line.
    *

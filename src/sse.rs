@@ -23,10 +23,7 @@ use crate::state::State;
 /// The stream does not depend on this object staying reachable: it lives
 /// until the client leaves or it is closed.
 #[napi(js_name = "SSE")]
-pub struct SSE {
-  uuid: String,
-  last_event_id: Option<String>,
-}
+pub struct SSE {}
 
 #[napi]
 impl SSE {
@@ -107,39 +104,27 @@ impl SSE {
         "native-sse: too many open streams (16777216)",
       ));
     };
-    let attach: Function<FnArgs<(Object, Object, f64, u32)>, Unknown> =
-      state.glue(env, "attachStream")?;
-    if let Err(err) = attach.call(FnArgs::from((
+    let attach: Function<AttachStreamArgs, Unknown> = state.glue(env, "attachStream")?;
+    let attached = attach.call(FnArgs::from((
       this.object,
       res,
       key.to_bits() as f64,
       flags,
-    ))) {
+      uuid,
+      last_event_id,
+    )));
+    if let Err(err) = attached {
       let _ = state.with(|engine| engine.gone(key, native_sse_core::CloseReason::Server));
       return Err(err);
     }
-    Ok(SSE {
-      uuid,
-      last_event_id,
-    })
-  }
-
-  /// The random (version 4) UUID of this connection, as sent in the welcome
-  /// event. Lowercase, hyphenated.
-  #[napi(js_name = "getUUID")]
-  pub fn get_uuid(&self) -> String {
-    self.uuid.clone()
-  }
-
-  /// The id the client last saw, from the `Last-Event-ID` request header or
-  /// else a `lastEventId` query parameter, when it has the accepted form: 1
-  /// to 128 visible ASCII characters (`!` to `~`). `null` otherwise: a value
-  /// of any other form is treated as absent.
-  #[napi(getter, js_name = "lastEventId")]
-  pub fn last_event_id(&self) -> Option<String> {
-    self.last_event_id.clone()
+    Ok(SSE {})
   }
 }
+
+/// `attachStream(sse, res, key, flags, uuid, lastEventId)`: the front takes
+/// over the response.
+type AttachStreamArgs<'env> =
+  FnArgs<(Object<'env>, Object<'env>, f64, u32, String, Option<String>)>;
 
 fn expect_object<'env>(env: &Env, value: Unknown<'env>, what: &str) -> Result<Object<'env>> {
   let value_type = value.get_type()?;
