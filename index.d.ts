@@ -147,6 +147,18 @@ export interface Channel {
 
 export interface SSE {
   /**
+   * The random (version 4) UUID of this connection, as sent in the welcome
+   * event. Lowercase, hyphenated.
+   */
+  getUUID(): string
+  /**
+   * The id the client last saw, from the `Last-Event-ID` request header or
+   * else a `lastEventId` query parameter, when it has the accepted form: 1
+   * to 128 visible ASCII characters (`!` to `~`). `null` otherwise: a value
+   * of any other form is treated as absent.
+   */
+  get lastEventId(): string | null
+  /**
    * Sends one event: the lines `id: <n>`, `event: <eventName>`,
    * `data: <JSON.stringify(eventPayload)>` and a blank line.
    *
@@ -285,16 +297,4 @@ export declare class SSE {
    * (`ERR_SSE_INVALID_OPTION`).
    */
   constructor(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, options?: SSEOptions)
-  /**
-   * The random (version 4) UUID of this connection, as sent in the welcome
-   * event. Lowercase, hyphenated.
-   */
-  getUUID(): string
-  /**
-   * The id the client last saw, from the `Last-Event-ID` request header or
-   * else a `lastEventId` query parameter, when it has the accepted form: 1
-   * to 128 visible ASCII characters (`!` to `~`). `null` otherwise: a value
-   * of any other form is treated as absent.
-   */
-  get lastEventId(): string | null
 }
