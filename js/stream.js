@@ -76,14 +76,21 @@ function attachStream(sse, res, key, flags, uuid, lastEventId) {
   // (a wrapped `res.on`, a `res` that refuses properties): a flush it asked
   // for is never lost.
   apply(flags, st)
-  res[kState] = st
-  res.on('error', noop)
-  res.on('close', onResponseClose)
-  // Pending events are written before the response ends, however it is
-  // ended (S42Core writes each event at once, so code that ends the
-  // response itself expects them delivered).
-  st.end = res.end
-  res.end = endResponse
+  try {
+    res[kState] = st
+    res.on('error', noop)
+    res.on('close', onResponseClose)
+    // Pending events are written before the response ends, however it is
+    // ended (S42Core writes each event at once, so code that ends the
+    // response itself expects them delivered).
+    st.end = res.end
+    res.end = endResponse
+  } catch (err) {
+    // The constructor fails with this error and lets the core forget the
+    // stream; nothing of it stays here.
+    finish(st, 2, false)
+    throw err
+  }
   if (!st.closed) {
     const why = goneReason(res)
     if (why !== 0) gone(st, why)
