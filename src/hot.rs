@@ -9,7 +9,6 @@
 //! into the core within the call, nothing is kept past it, and the engine
 //! is borrowed for one core call during which no JavaScript runs.
 
-use std::collections::HashMap;
 use std::ffi::{c_void, CString};
 use std::ptr;
 use std::rc::Rc;
@@ -17,7 +16,7 @@ use std::rc::Rc;
 use napi::bindgen_prelude::*;
 use napi::{sys, Env};
 use napi_derive::napi;
-use native_sse_core::bytes::Chunk;
+use native_sse_core::engine::Plan;
 use native_sse_core::{EventError, Text};
 
 use crate::chunk;
@@ -35,6 +34,8 @@ struct Call<const N: usize> {
 impl<const N: usize> Call<N> {
   /// # Safety
   /// `env` and `info` must be those Node-API passed to the callback.
+  // SAFETY: (for callers) only the callbacks below call it, with their own
+  // `env` and `info`.
   unsafe fn read(env: sys::napi_env, info: sys::napi_callback_info) -> Option<Call<N>> {
     let mut call = Call {
       argc: N,
@@ -63,10 +64,8 @@ impl<const N: usize> Call<N> {
   }
 
   fn state(&self) -> &State {
-    // SAFETY: the data pointer of these functions is the environment's
-    // `State`, kept alive by its instance data (an `Rc` that also holds a
-    // count for the functions, see `functions`) for as long as the
-    // environment can call them.
+    // SAFETY: the data pointer is the environment's `State`, kept alive
+    // by its instance data for as long as the environment can call these.
     unsafe { &*self.state }
   }
 }
@@ -111,6 +110,8 @@ fn throw_error(env: sys::napi_env, message: &str) -> sys::napi_value {
 
 /// `send(stream, name, data, id?)` → flags. `data` is a string or a
 /// `Uint8Array`; `id` a string, or left out for the next number.
+// SAFETY: a Node-API callback: Node-API calls it with a valid `env` and
+// `info` of a call into this environment (it is registered in `functions`).
 unsafe extern "C" fn send(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
   const CALL: &str = "send(event)";
   // SAFETY: `env` and `info` are this callback's.
@@ -174,6 +175,8 @@ unsafe extern "C" fn send(env: sys::napi_env, info: sys::napi_callback_info) -> 
 }
 
 /// `comment(stream, text?)` → flags.
+// SAFETY: a Node-API callback: Node-API calls it with a valid `env` and
+// `info` of a call into this environment (it is registered in `functions`).
 unsafe extern "C" fn comment(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
   // SAFETY: `env` and `info` are this callback's.
   let Some(call) = (unsafe { Call::<2>::read(env, info) }) else {
@@ -203,86 +206,44 @@ unsafe extern "C" fn comment(env: sys::napi_env, info: sys::napi_callback_info) 
 /// and there are no flags, the chunk alone: a tick with one event for one
 /// stream, the paced case, makes no array (about 1,000 instructions of an
 /// event's 37,000, measured with callgrind).
+// SAFETY: a Node-API callback: Node-API calls it with a valid `env` and
+// `info` of a call into this environment (it is registered in `functions`).
 unsafe extern "C" fn flush(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
   // SAFETY: `env` and `info` are this callback's.
   let Some(call) = (unsafe { Call::<1>::read(env, info) }) else {
     return throw_error(env, "native-sse: flush called without its state");
   };
   let expected = number(env, call.argv[0]);
-  // Most flushes write one stream: its chunk waits here, without an
-  // allocation, until a second one comes.
-  let mut first: Option<(f64, sys::napi_value)> = None;
-  let mut single: Vec<(f64, sys::napi_value)> = Vec::new();
-  let mut groups: Vec<(sys::napi_value, Vec<f64>)> = Vec::new();
-  let mut by_token: HashMap<u64, usize> = HashMap::new();
-  // Members of one batch come one after the other: the last group found
-  // answers most lookups without hashing.
-  let mut last_group: Option<(u64, usize)> = None;
-  let mut failed = None;
-  let flags = call.state().with(|engine| {
-    engine.flush(|stream, chunk| {
-      let bits = stream.to_bits() as f64;
-      let made = match chunk {
-        Chunk::Batch(batch) => {
-          let found = match last_group {
-            Some((token, at)) if token == batch.token => Some(at),
-            _ => by_token.get(&batch.token).copied(),
-          };
-          match found {
-            Some(at) => {
-              groups[at].1.push(bits);
-              last_group = Some((batch.token, at));
-              return;
-            }
-            None => chunk::buffer(env, &batch.bytes()).map(|buffer| {
-              by_token.insert(batch.token, groups.len());
-              last_group = Some((batch.token, groups.len()));
-              groups.push((buffer, vec![bits]));
-            }),
-          }
-        }
-        Chunk::Bytes(bytes) => chunk::value(env, bytes).map(|value| match first {
-          None if single.is_empty() => first = Some((bits, value)),
-          _ => {
-            if let Some(earlier) = first.take() {
-              single.push(earlier);
-            }
-            single.push((bits, value));
-          }
-        }),
-      };
-      if let Err(err) = made {
-        failed.get_or_insert(err);
-      }
-    })
+  let planned = call.state().with(|engine| {
+    engine.flush_plan(
+      |bytes| chunk::value(env, bytes),
+      |bytes| chunk::buffer(env, bytes),
+    )
   });
-  let flags = match flags {
-    Ok(flags) => flags,
-    Err(err) => return throw_error(env, &err.reason),
+  let plan = match planned {
+    Ok(Ok(plan)) => plan,
+    Ok(Err(err)) | Err(err) => return throw_error(env, &err.reason),
   };
-  if let Some(err) = failed {
-    return throw_error(env, &err.reason);
-  }
-  if let (Some((bits, chunk)), [], 0) = (first, &groups[..], flags) {
-    if bits == expected {
+  if let (Some((key, chunk)), [], 0) = (plan.first, &plan.groups[..], plan.flags) {
+    if key.to_bits() as f64 == expected {
       return chunk;
     }
   }
-  if let Some(earlier) = first {
-    single.insert(0, earlier);
-  }
-  match plan(env, single, groups, flags) {
+  match array(env, plan) {
     Ok(plan) => plan,
     Err(err) => throw_error(env, &err.reason),
   }
 }
 
-fn plan(
-  env: sys::napi_env,
-  single: Vec<(f64, sys::napi_value)>,
-  groups: Vec<(sys::napi_value, Vec<f64>)>,
-  flags: u32,
-) -> Result<sys::napi_value> {
+/// The plan as the front reads it (see `flush`).
+fn array(env: sys::napi_env, plan: Plan<sys::napi_value>) -> Result<sys::napi_value> {
+  let Plan {
+    first,
+    mut single,
+    groups,
+    flags,
+  } = plan;
+  single.extend(first);
   let len = 2 * (single.len() + groups.len()) + usize::from(flags != 0);
   let mut array = ptr::null_mut();
   // SAFETY: makes an array in the current handle scope.
@@ -298,17 +259,18 @@ fn plan(
     Ok(result)
   };
   let mut at = 0;
-  for (bits, value) in single {
+  for (key, value) in single {
     set(at, value)?;
-    set(at + 1, double(bits)?)?;
+    set(at + 1, double(key.to_bits() as f64)?)?;
     at += 2;
   }
   for (buffer, members) in groups {
     set(at, buffer)?;
-    if members.len() == 1 {
-      set(at + 1, double(members[0])?)?;
+    let keys: Vec<f64> = members.iter().map(|key| key.to_bits() as f64).collect();
+    if keys.len() == 1 {
+      set(at + 1, double(keys[0])?)?;
     } else {
-      set(at + 1, keys_array(env, &members)?)?;
+      set(at + 1, keys_array(env, &keys)?)?;
     }
     at += 2;
   }
@@ -378,9 +340,8 @@ pub fn functions<'env>(env: &'env Env, state: &Rc<State>) -> Result<Object<'env>
       )
     })?;
     // SAFETY: `function` was just made in this handle scope.
-    object.set_named_property(name, unsafe {
-      Unknown::from_raw_unchecked(env.raw(), function)
-    })?;
+    let function = unsafe { Unknown::from_raw_unchecked(env.raw(), function) };
+    object.set_named_property(name, function)?;
   }
   Ok(object)
 }

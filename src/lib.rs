@@ -1,5 +1,7 @@
 #![deny(clippy::all)]
 #![deny(clippy::undocumented_unsafe_blocks)]
+// The #[napi] functions are registered with Node only outside `cargo test`.
+#![cfg_attr(test, allow(dead_code))]
 //! `native-sse`: the Node-API binding over `native-sse-core`.
 //!
 //! The core decides everything (framing, validation, streams, channels,

@@ -5,6 +5,7 @@
 use napi::bindgen_prelude::*;
 use napi::{Env, JsString, ValueType};
 
+use native_sse_core::headers;
 use native_sse_core::options::{self, Options};
 use native_sse_core::validate;
 
@@ -172,28 +173,15 @@ fn read_headers<'env>(env: &Env, headers: &Object<'env>) -> Result<Vec<(String, 
 pub fn response_headers<'env>(
   env: &'env Env,
   user: &[(String, Unknown<'env>)],
-  http2: bool,
-  keep_alive: bool,
+  request: headers::Request,
 ) -> Result<Object<'env>> {
-  let mut defaults = vec![
-    ("Content-Type", "text/event-stream"),
-    ("Cache-Control", "no-cache, no-transform"),
-    // nginx buffers proxied responses unless told not to.
-    ("X-Accel-Buffering", "no"),
-  ];
-  // Not when the client asked to close the connection after this
-  // response: Node then answers `Connection: close` itself.
-  if !http2 && keep_alive {
-    defaults.push(("Connection", "keep-alive"));
-  }
+  let names: Vec<&str> = user.iter().map(|(name, _)| name.as_str()).collect();
   let mut headers = Object::new(env)?;
-  for (name, value) in defaults {
-    if !user.iter().any(|(user, _)| user.eq_ignore_ascii_case(name)) {
-      headers.set_named_property(name, value)?;
-    }
+  for (name, value) in headers::defaults(request, &names) {
+    headers.set_named_property(name, value)?;
   }
   for (name, value) in user {
-    if !(http2 && options::is_connection_specific(name)) {
+    if headers::keeps_user_header(request, name) {
       headers.set_named_property(name, *value)?;
     }
   }

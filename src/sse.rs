@@ -67,9 +67,11 @@ impl SSE {
       }
     }
     let given = open::read_options(env, options)?;
-    let http2 = open::http_major_version(&req)? >= 2;
-    let keep_alive = !open::asks_to_close(&req)?;
-    let headers = open::response_headers(env, &given.headers, http2, keep_alive)?;
+    let request = native_sse_core::headers::Request {
+      http2: open::http_major_version(&req)? >= 2,
+      closes: open::asks_to_close(&req)?,
+    };
+    let headers = open::response_headers(env, &given.headers, request)?;
     let last_event_id = open::last_event_id(&req)?;
 
     let write_head: Function<FnArgs<(u32, Object)>, Unknown> =

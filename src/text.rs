@@ -24,10 +24,10 @@ impl Text for JsText {
     let start = out.len();
     let room = out.capacity() - start;
     let mut written = 0;
-    // SAFETY: `env` and `value` are the handles of the call in progress
-    // and `value` was checked to be a string; `out` has `room` writable
-    // bytes after `start`, the size passed, and Node-API writes at most
-    // `room - 1` bytes and a NUL.
+    // `env` and `value` are the handles of the call in progress and
+    // `value` was checked to be a string.
+    // SAFETY: `out` has `room` writable bytes after `start`, the size
+    // passed; Node-API writes at most `room - 1` bytes and a NUL.
     let status = unsafe {
       sys::napi_get_value_string_utf8(
         self.env,

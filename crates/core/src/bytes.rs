@@ -83,6 +83,39 @@ enum Piece {
   Shared(Rc<Batch>, usize, usize),
 }
 
+/// Below this size a chunk is handed to `res.write` as a string: Node packs
+/// small strings with the chunk framing in one copy, while each small
+/// `Buffer` is an allocation of its own (measured side by side before:
+/// burst 1.16x vs 1.03x raw, paced 1.51x vs 1.64x CPU).
+pub const STRING_BELOW_BYTES: usize = 64 * 1024;
+
+/// The JavaScript value a chunk is best handed to `res.write` as, with
+/// every byte arriving as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkKind {
+  /// A one-byte string (ASCII text).
+  Latin1,
+  /// A string decoded from UTF-8 (other small text).
+  Utf8,
+  /// A `Buffer`: large chunks, and bytes that are not UTF-8 (a `Buffer`
+  /// given as data), which a string would change.
+  Buffer,
+}
+
+impl ChunkKind {
+  pub fn of(bytes: &[u8]) -> ChunkKind {
+    if bytes.len() >= STRING_BELOW_BYTES {
+      ChunkKind::Buffer
+    } else if bytes.is_ascii() {
+      ChunkKind::Latin1
+    } else if std::str::from_utf8(bytes).is_ok() {
+      ChunkKind::Utf8
+    } else {
+      ChunkKind::Buffer
+    }
+  }
+}
+
 /// Own buffers larger than this are not kept for reuse once written.
 pub const KEEP_OWN_CAPACITY: usize = 64 * 1024;
 
@@ -294,6 +327,20 @@ mod tests {
     own(&mut pending, &vec![b'x'; KEEP_OWN_CAPACITY * 2]);
     pending.take(|_| ());
     assert!(pending.own.capacity() <= KEEP_OWN_CAPACITY);
+  }
+
+  #[test]
+  fn chunk_kinds() {
+    assert_eq!(ChunkKind::of(b"id: 1\n\n"), ChunkKind::Latin1);
+    assert_eq!(
+      ChunkKind::of("data: \u{e9}\n\n".as_bytes()),
+      ChunkKind::Utf8
+    );
+    assert_eq!(ChunkKind::of(&[b'd', 0xff, 0xfe]), ChunkKind::Buffer);
+    assert_eq!(
+      ChunkKind::of(&vec![b'x'; STRING_BELOW_BYTES]),
+      ChunkKind::Buffer
+    );
   }
 
   #[test]

@@ -244,6 +244,19 @@ struct RemoteCursor {
   fetching: bool,
 }
 
+/// One flush, grouped for writing (see [`Engine::flush_plan`]).
+#[derive(Debug)]
+pub struct Plan<V> {
+  /// The only chunk for one stream, while there is one.
+  pub first: Option<(Key, V)>,
+  /// Chunks for one stream each, when there are several (then `first` is
+  /// `None`), in the order the streams were queued.
+  pub single: Vec<(Key, V)>,
+  /// Values for whole batches, each with the streams that get it.
+  pub groups: Vec<(V, Vec<Key>)>,
+  pub flags: u32,
+}
+
 /// Everything of one environment.
 pub struct Engine {
   streams: Slab<Stream>,
@@ -718,6 +731,68 @@ impl Engine {
       out |= flags::ACTIONS;
     }
     out
+  }
+
+  /// [`Engine::flush`], grouped for writing: `bytes` makes the caller's
+  /// value (a JS string or `Buffer`) for one stream's chunk, `batch` one
+  /// value for a whole batch, shared by every stream whose bytes are
+  /// exactly that batch. The first value made by `bytes` stays apart from
+  /// the rest (`first`): most flushes write one stream, and then nothing is
+  /// allocated. The first error stops the making of values; the flush
+  /// itself is done (the bytes are taken) either way.
+  pub fn flush_plan<V, E>(
+    &mut self,
+    mut bytes: impl FnMut(&[u8]) -> Result<V, E>,
+    mut batch: impl FnMut(&[u8]) -> Result<V, E>,
+  ) -> Result<Plan<V>, E> {
+    let mut plan = Plan {
+      first: None,
+      single: Vec::new(),
+      groups: Vec::new(),
+      flags: 0,
+    };
+    let mut tokens: Vec<u64> = Vec::new();
+    // Members of one batch come one after the other.
+    let mut last: Option<usize> = None;
+    let mut failed = None;
+    plan.flags = self.flush(|key, chunk| {
+      if failed.is_some() {
+        return;
+      }
+      let made = match chunk {
+        Chunk::Batch(shared) => {
+          let found = match last {
+            Some(at) if tokens[at] == shared.token => Some(at),
+            _ => tokens.iter().position(|token| *token == shared.token),
+          };
+          if let Some(at) = found {
+            plan.groups[at].1.push(key);
+            last = Some(at);
+            return;
+          }
+          batch(&shared.bytes()).map(|value| {
+            tokens.push(shared.token);
+            last = Some(plan.groups.len());
+            plan.groups.push((value, vec![key]));
+          })
+        }
+        Chunk::Bytes(chunk) => bytes(chunk).map(|value| {
+          if plan.first.is_none() && plan.single.is_empty() {
+            plan.first = Some((key, value));
+          } else {
+            plan.single.extend(plan.first.take());
+            plan.single.push((key, value));
+          }
+        }),
+      };
+      if let Err(err) = made {
+        failed = Some(err);
+      }
+    });
+    match failed {
+      Some(err) => Err(err),
+      None => Ok(plan),
+    }
   }
 
   /// Takes the work the caller must carry out.

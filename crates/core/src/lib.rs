@@ -3,6 +3,7 @@
 //!
 //! Framing (`frame`), field rules (`validate`), channel ids (`event_id`),
 //! the history and the resume rule (`history`), option rules (`options`),
+//! the response headers (`headers`),
 //! each stream's pending bytes, cap and replay (`bytes`, `stream`), channels
 //! (`channel`), heartbeats (`heartbeat`) and the engine that owns them all
 //! (`engine`). The engine is driven by `&mut self` calls and answers with
@@ -18,6 +19,7 @@ pub mod channel;
 pub mod engine;
 pub mod event_id;
 pub mod frame;
+pub mod headers;
 pub mod heartbeat;
 pub mod history;
 pub mod options;
