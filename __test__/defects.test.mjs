@@ -6,16 +6,14 @@
 // Real servers on 127.0.0.1, raw sockets where the exact bytes matter,
 // bounded waits, and everything closed at the end.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import path from 'node:path'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 import { Channel, SSE } from 'native-sse'
-import { rawGet, startServer, waitFor } from './helpers.mjs'
-import { openStream, parseEvents, readReport } from './fixtures/defects/common.mjs'
+import { rawGet, runScript, startServer, waitFor } from './helpers.mjs'
+import { openStream, parseEvents } from './fixtures/defects/common.mjs'
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const FIXTURES = fileURLToPath(new URL('./fixtures/defects/', import.meta.url))
 const KiB = 1024
 const MiB = 1024 * 1024
@@ -25,35 +23,9 @@ after(() => {
   for (const child of children) child.kill('SIGKILL')
 })
 
-/**
- * Runs fixtures/defects/<name> in a child process and resolves, once it has
- * exited (or been killed after `timeoutMs`), with its exit code, signal,
- * output and RESULT report.
- */
+/** Runs fixtures/defects/<name> in a child process (see runScript). */
 function runFixture(name, args = [], { nodeArgs = [], timeoutMs = 20000 } = {}) {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...nodeArgs, path.join(FIXTURES, name), ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    children.add(child)
-    let stdout = ''
-    let stderr = ''
-    let timedOut = false
-    child.stdout.on('data', (data) => (stdout += data))
-    child.stderr.on('data', (data) => (stderr += data))
-    const timer = setTimeout(() => {
-      timedOut = true
-      child.kill('SIGKILL')
-    }, timeoutMs)
-    const done = (code, signal, error = null) => {
-      clearTimeout(timer)
-      children.delete(child)
-      resolve({ code, signal, stdout, stderr, timedOut, error, report: readReport(stdout) })
-    }
-    child.once('error', (err) => done(null, null, err))
-    child.once('close', (code, signal) => done(code, signal))
-  })
+  return runScript(path.join(FIXTURES, name), args, { nodeArgs, timeoutMs, children })
 }
 
 /** The child exited by itself with code 0 and printed its RESULT line. */

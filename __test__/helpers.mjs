@@ -1,7 +1,9 @@
 // Shared test helpers: real servers on 127.0.0.1:0, raw HTTP/1.1 clients
 // that keep the exact bytes, and bounded waits.
+import { spawn } from 'node:child_process'
 import http from 'node:http'
 import net from 'node:net'
+import { fileURLToPath } from 'node:url'
 
 export const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
@@ -157,4 +159,39 @@ export async function startStreamServer(createSSE) {
     return { client, sse, res }
   }
   return srv
+}
+
+/**
+ * Runs the Node script `script` in a child process (cwd: the repository)
+ * and resolves, once it has exited (or been killed after `timeoutMs`), with
+ * its exit code, signal, output, whether it timed out, and the RESULT line
+ * it printed (parsed JSON, or null). `children` (a Set) holds it while it
+ * runs, so a test file's `after()` can kill what is left.
+ */
+export function runScript(script, args, { nodeArgs = [], timeoutMs = 20000, children } = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    children?.add(child)
+    let stdout = ''
+    let stderr = ''
+    let timedOut = false
+    child.stdout.on('data', (data) => (stdout += data))
+    child.stderr.on('data', (data) => (stderr += data))
+    const timer = setTimeout(() => {
+      timedOut = true
+      child.kill('SIGKILL')
+    }, timeoutMs)
+    const done = (code, signal, error = null) => {
+      clearTimeout(timer)
+      children?.delete(child)
+      const line = stdout.split('\n').find((l) => l.startsWith('RESULT '))
+      const report = line === undefined ? null : JSON.parse(line.slice('RESULT '.length))
+      resolve({ code, signal, stdout, stderr, timedOut, error, report })
+    }
+    child.once('error', (err) => done(null, null, err))
+    child.once('close', (code, signal) => done(code, signal))
+  })
 }

@@ -6,17 +6,14 @@
 // whole and in order, ends wait until the writes in progress are done, and
 // no user code can stop other streams.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import http from 'node:http'
 import path from 'node:path'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 import { SSE } from 'native-sse'
-import { rawGet, splitEvents, startServer, waitFor } from './helpers.mjs'
-import { readReport } from './fixtures/defects/common.mjs'
+import { rawGet, runScript, splitEvents, startServer, waitFor } from './helpers.mjs'
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const FIXTURES = fileURLToPath(new URL('./fixtures/reentrancy/', import.meta.url))
 const KiB = 1024
 
@@ -26,20 +23,7 @@ after(() => {
 })
 
 function runFixture(name, args) {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(FIXTURES, name), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-    children.add(child)
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
-    const kill = setTimeout(() => child.kill('SIGKILL'), 20000)
-    child.on('exit', (code, signal) => {
-      clearTimeout(kill)
-      children.delete(child)
-      resolve({ code, signal, stdout, stderr, result: readReport(stdout) })
-    })
-  })
+  return runScript(path.join(FIXTURES, name), args, { children })
 }
 
 /** The event names in a raw client's body, in order (heartbeats left out). */
@@ -229,7 +213,7 @@ test('a constructor that fails while the front takes over the response stops no 
 })
 
 test('a throwing res.write wrapper is an uncaught exception and ends its stream; the others go on', async () => {
-  const { code, result, stderr } = await runFixture('throwing-user-code.mjs', ['write'])
+  const { code, report: result, stderr } = await runFixture('throwing-user-code.mjs', ['write'])
   assert.equal(code, 0, stderr)
   assert.deepEqual(result.uncaught, ['write threw'])
   assert.equal(result.closed[0], true, 'the stream whose chunk was lost ends')
@@ -239,7 +223,7 @@ test('a throwing res.write wrapper is an uncaught exception and ends its stream;
 })
 
 test('a throwing res.end wrapper in a postponed end does not keep the other postponed ends from happening', async () => {
-  const { code, result, stderr } = await runFixture('throwing-user-code.mjs', ['end'])
+  const { code, report: result, stderr } = await runFixture('throwing-user-code.mjs', ['end'])
   assert.equal(code, 0, stderr)
   assert.deepEqual(result.uncaught, ['end threw'])
   assert.deepEqual(result.ended, [true, false, true])

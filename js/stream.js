@@ -423,6 +423,8 @@ function stateOf(self, call) {
  * line. Returns false on a closed stream, before looking at the event.
  */
 function send(event) {
+  // The rules of event.js's readEvent, inline: the hot path allocates no
+  // result object (broadcast() uses readEvent).
   const st = stateOf(this, 'send(event)')
   if (st.closed) return false
   if (st.tick !== tick && checkGone(st)) return false

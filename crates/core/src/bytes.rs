@@ -213,17 +213,7 @@ impl Pending {
       ([], _) => write(Chunk::Bytes(&self.own)),
       ([Piece::Shared(batch, 0, end)], true) if *end == batch.len() => write(Chunk::Batch(batch)),
       ([Piece::Own(bytes)], true) => write(Chunk::Bytes(bytes)),
-      _ => {
-        let mut all = Vec::with_capacity(self.len);
-        for piece in &self.pieces {
-          match piece {
-            Piece::Own(bytes) => all.extend_from_slice(bytes),
-            Piece::Shared(batch, start, end) => all.extend_from_slice(&batch.bytes()[*start..*end]),
-          }
-        }
-        all.extend_from_slice(&self.own);
-        write(Chunk::Bytes(&all))
-      }
+      _ => write(Chunk::Bytes(&self.to_vec())),
     };
     self.clear();
     result
@@ -244,7 +234,7 @@ impl Pending {
     *self = Pending::default();
   }
 
-  /// The queued bytes in order (tests and checks).
+  /// The queued bytes in order, in one buffer (a mixed write, tests).
   pub fn to_vec(&self) -> Vec<u8> {
     let mut all = Vec::with_capacity(self.len);
     for piece in &self.pieces {
