@@ -1,5 +1,6 @@
 // ESLint for the hand-written JavaScript front (js/): the recommended rules,
-// CommonJS with Node's globals. `npm run lint` runs it.
+// CommonJS with Node's globals, and Deno's namespace (read only where it
+// exists: js/load.js, the timers' unref). `npm run lint` runs it.
 import js from '@eslint/js'
 import globals from 'globals'
 
@@ -10,7 +11,7 @@ export default [
     languageOptions: {
       ecmaVersion: 2024,
       sourceType: 'commonjs',
-      globals: { ...globals.node },
+      globals: { ...globals.node, Deno: 'readonly' },
     },
     rules: {
       ...js.configs.recommended.rules,

@@ -30,15 +30,15 @@ export interface SSERawEvent {
 /** Why a stream ended: the client left, the server closed it, or the client fell more than `maxBufferedBytes` behind. */
 export type SSECloseReason = 'client' | 'server' | 'overflow'
 
-/** The third argument of `new SSE(req, res, options)`. Every field is optional. */
+/** The last argument of `new SSE(req, res, options)` and `new SSE(request, options)`. Every field is optional. */
 export interface SSEOptions {
-  /** Milliseconds between heartbeat comments (`:` and a blank line); 0 turns them off. Default 15000. */
+  /** Milliseconds between heartbeat comments (`:` and a blank line); 0 turns them off. Default 15000 in the Node form, 5000 in the Fetch form (under Bun.serve's 10 s idle timeout). */
   keepAlive?: number
   /** Sent as `retry: <ms>` before the welcome event: the client's reconnection delay. A non-negative integer. Not sent by default. */
   retry?: number
   /** Extra response headers, merged over the defaults (a name in any letter case replaces the default). */
   headers?: Record<string, string | number | readonly string[]>
-  /** `false` leaves out the welcome event. Default `true`. */
+  /** Whether the welcome event (`id: 0`, `event: welcome`, `data: {"uuid":"..."}`) is sent; counted events then start at 1. Default `true` in the Node form; `false` in the Fetch form, whose events then start at 0, as in S42Core 3.x. */
   welcome?: boolean
   /** Bytes queued for one client past which its connection is closed with reason `'overflow'`. A positive integer or `Infinity`. Default 4 MiB (4194304). */
   maxBufferedBytes?: number
@@ -152,8 +152,19 @@ export interface SSE {
    */
   getUUID(): string
   /**
+   * The Fetch form's `Response` (`new SSE(request)`): status 200, the
+   * event-stream headers, a body of `Uint8Array` chunks. Return it from the
+   * handler (Bun.serve, Deno.serve, Hono, h3, Elysia, Next.js). The same
+   * `Response` each time. Events sent before the runtime reads the body
+   * wait in it.
+   *
+   * Throws a `TypeError` (`ERR_SSE_NOT_FETCH_FORM`) on a stream made with
+   * `new SSE(req, res)`, which writes to `res`.
+   */
+  getResponse(): Response
+  /**
    * The id the client last saw, from the `Last-Event-ID` request header or
-   * else a `lastEventId` query parameter, when it has the accepted form: 1
+   * else a `lastEventId` query parameter of the request URL, when it has the accepted form: 1
    * to 128 visible ASCII characters (`!` to `~`). `null` otherwise: a value
    * of any other form is treated as absent.
    */
@@ -198,8 +209,9 @@ export interface SSE {
    */
   comment(text?: string): boolean
   /**
-   * Ends the response (`res.end()`) after writing what is pending. Calling
-   * it again, or after the client has left, does nothing.
+   * Ends the response (`res.end()`, or the end of the Fetch form's body)
+   * after writing what is pending. Calling it again, or after the client
+   * has left, does nothing.
    */
   close(): void
   /**
@@ -210,7 +222,8 @@ export interface SSE {
   get closed(): boolean
   /**
    * Bytes accepted for this client and not yet taken by its socket: events
-   * of the current tick plus what Node's response still holds. 0 once
+   * of the current tick plus what Node's response still holds (in the
+   * Fetch form: what the body holds that the runtime has not read). 0 once
    * closed.
    */
   get bufferedBytes(): number
@@ -270,31 +283,45 @@ export declare class Channel {
  * One Server-Sent Events connection, a drop-in replacement for the `SSE`
  * class of S42Core.
  *
- * The constructor answers the request with status 200 and the
+ * `new SSE(req, res)` answers the request with status 200 and the
  * `text/event-stream` headers, flushes them, and sends the `welcome` event
  * whose data is `{"uuid":"<uuid>"}` with id 0. Each `send()` then writes one
- * event with the next id (1, 2, 3, ...).
+ * event with the next id (1, 2, 3, ...). `new SSE(request)` with a Fetch
+ * `Request` makes a `Response` (`getResponse()`) whose events are numbered
+ * from 0, without a welcome, as in S42Core 3.x.
  *
  * The stream does not depend on this object staying reachable: it lives
  * until the client leaves or it is closed.
  */
 export declare class SSE {
   /**
-   * Opens the event stream on `res`.
+   * Opens the event stream, in either of S42Core's two forms.
    *
-   * Writes status 200 with `Content-Type: text/event-stream`,
+   * `new SSE(req, res, options?)` (the Node form, S42Core 1.x) writes
+   * status 200 with `Content-Type: text/event-stream`,
    * `Cache-Control: no-cache, no-transform`, `X-Accel-Buffering: no` and
    * (HTTP/1.x, unless the request asked to close the connection)
    * `Connection: keep-alive`, then `options.headers` over them, flushes the
    * headers, sends `retry: <ms>` when `options.retry` is set, and the
    * welcome event (unless `options.welcome` is `false`): the lines
    * `id: 0`, `event: welcome`, `data: {"uuid":"<uuid>"}` and a blank line.
-   * A heartbeat comment follows every `options.keepAlive` ms.
+   * Events follow with ids from 1.
+   *
+   * `new SSE(request, options?)` with a Fetch `Request` (the Fetch form,
+   * S42Core 2.x/3.x) makes the `Response` that `getResponse()` returns:
+   * status 200, the same headers but `Connection` (the runtime owns the
+   * connection), a body of `Uint8Array` chunks. No welcome event unless
+   * `options.welcome` is `true`; without one, events are numbered from 0.
+   * Events sent before the runtime reads the body wait in it.
+   *
+   * A heartbeat comment follows every `options.keepAlive` ms (15 000 in
+   * the Node form, 5 000 in the Fetch form, under Bun.serve's idle
+   * timeout).
    *
    * Throws a `TypeError` and writes nothing when it is called without `new`,
-   * when `req` or `res` is not a request/response object
+   * when the arguments are neither `(req, res)` nor a Fetch `Request`
    * (`ERR_SSE_INVALID_ARGUMENT`) or an option is invalid
    * (`ERR_SSE_INVALID_OPTION`).
    */
-  constructor(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, options?: SSEOptions)
+  constructor(...args: [req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, options?: SSEOptions] | [request: Request, options?: SSEOptions])
 }

@@ -92,7 +92,7 @@ function broadcasted(cs, result) {
   const seq = (result - flags) / 64
   streams.apply(flags, undefined)
   if (flags & ARM_WINDOW) {
-    setTimeout(fireWindow, cs.windowMs, cs.key).unref()
+    streams.unref(setTimeout(fireWindow, cs.windowMs, cs.key))
   }
   return cs.prefix + seq
 }

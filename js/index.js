@@ -4,13 +4,21 @@
 // classes' prototypes. `SSE` and `Channel` are the napi-rs classes
 // themselves; their constructors run in Rust.
 
-const binding = require('../binding.js')
+const binding = require('./load.js').load()
 const stream = require('./stream.js')
+const fetchForm = require('./fetch.js')
 const channel = require('./channel.js')
 
 stream.install(binding.SSE)
+fetchForm.install(binding.SSE)
 channel.install(binding.Channel)
-stream.useHot(binding.init({ attachStream: stream.attachStream, attachChannel: channel.attachChannel }))
+stream.useHot(
+  binding.init({
+    attachStream: stream.attachStream,
+    attachFetch: fetchForm.attachFetch,
+    attachChannel: channel.attachChannel,
+  }),
+)
 
 exports.SSE = binding.SSE
 exports.Channel = binding.Channel

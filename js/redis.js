@@ -53,7 +53,7 @@ function createTransport(redis, stream, maxLen, channel, owner) {
   }
 
   function pause(ms) {
-    return new Promise((resolve) => setTimeout(resolve, ms).unref())
+    return new Promise((resolve) => streams.unref(setTimeout(resolve, ms)))
   }
 
   // An entry's fields, [k1, v1, k2, v2, ...], as [name, data, to, replay]

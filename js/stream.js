@@ -64,6 +64,8 @@ class StreamState {
     this.tick = -1
     this.callbacks = null
     this.draining = false
+    /** The Fetch form's `Response` (js/fetch.js); null in the Node form. */
+    this.response = null
   }
 }
 
@@ -398,7 +400,13 @@ function armTimer() {
   if (delay < 0) return
   if (timer !== null) clearTimeout(timer)
   timer = setTimeout(sseHeartbeat, delay)
-  timer.unref()
+  unref(timer)
+}
+
+/** The heartbeat never keeps a process alive (Deno's timers are numbers). */
+function unref(handle) {
+  if (typeof handle === 'object' && handle !== null && typeof handle.unref === 'function') handle.unref()
+  else if (typeof Deno === 'object' && Deno !== null && typeof Deno.unrefTimer === 'function') Deno.unrefTimer(handle)
 }
 
 /** The one heartbeat timer of this environment fired (named for tests and profiles). */
@@ -412,7 +420,7 @@ function sseHeartbeat() {
 function stateOf(self, call) {
   const st = self === null || self === undefined ? undefined : self[kState]
   if (st === undefined) {
-    throw typeError('ERR_SSE_INVALID_ARGUMENT', `${call}: this is not an SSE instance (new SSE(req, res))`)
+    throw typeError('ERR_SSE_INVALID_ARGUMENT', `${call}: this is not an SSE instance (new SSE(req, res) or new SSE(request))`)
   }
   return st
 }
@@ -533,4 +541,4 @@ function install(SSE) {
   Object.defineProperty(SSE.prototype, 'lastEventId', { get: lastEventId, configurable: true, enumerable: false })
 }
 
-module.exports = { attachStream, install, useHot, apply, lookup, checkGone, handlers, kState }
+module.exports = { attachStream, install, useHot, apply, lookup, checkGone, stateOf, handlers, kState, unref }

@@ -30,15 +30,15 @@ export interface SSERawEvent {
 /** Why a stream ended: the client left, the server closed it, or the client fell more than `maxBufferedBytes` behind. */
 export type SSECloseReason = 'client' | 'server' | 'overflow'
 
-/** The third argument of `new SSE(req, res, options)`. Every field is optional. */
+/** The last argument of `new SSE(req, res, options)` and `new SSE(request, options)`. Every field is optional. */
 export interface SSEOptions {
-  /** Milliseconds between heartbeat comments (`:` and a blank line); 0 turns them off. Default 15000. */
+  /** Milliseconds between heartbeat comments (`:` and a blank line); 0 turns them off. Default 15000 in the Node form, 5000 in the Fetch form (under Bun.serve's 10 s idle timeout). */
   keepAlive?: number
   /** Sent as `retry: <ms>` before the welcome event: the client's reconnection delay. A non-negative integer. Not sent by default. */
   retry?: number
   /** Extra response headers, merged over the defaults (a name in any letter case replaces the default). */
   headers?: Record<string, string | number | readonly string[]>
-  /** `false` leaves out the welcome event. Default `true`. */
+  /** Whether the welcome event (`id: 0`, `event: welcome`, `data: {"uuid":"..."}`) is sent; counted events then start at 1. Default `true` in the Node form; `false` in the Fetch form, whose events then start at 0, as in S42Core 3.x. */
   welcome?: boolean
   /** Bytes queued for one client past which its connection is closed with reason `'overflow'`. A positive integer or `Infinity`. Default 4 MiB (4194304). */
   maxBufferedBytes?: number
@@ -152,8 +152,19 @@ export interface SSE {
    */
   getUUID(): string
   /**
+   * The Fetch form's `Response` (`new SSE(request)`): status 200, the
+   * event-stream headers, a body of `Uint8Array` chunks. Return it from the
+   * handler (Bun.serve, Deno.serve, Hono, h3, Elysia, Next.js). The same
+   * `Response` each time. Events sent before the runtime reads the body
+   * wait in it.
+   *
+   * Throws a `TypeError` (`ERR_SSE_NOT_FETCH_FORM`) on a stream made with
+   * `new SSE(req, res)`, which writes to `res`.
+   */
+  getResponse(): Response
+  /**
    * The id the client last saw, from the `Last-Event-ID` request header or
-   * else a `lastEventId` query parameter, when it has the accepted form: 1
+   * else a `lastEventId` query parameter of the request URL, when it has the accepted form: 1
    * to 128 visible ASCII characters (`!` to `~`). `null` otherwise: a value
    * of any other form is treated as absent.
    */
@@ -198,8 +209,9 @@ export interface SSE {
    */
   comment(text?: string): boolean
   /**
-   * Ends the response (`res.end()`) after writing what is pending. Calling
-   * it again, or after the client has left, does nothing.
+   * Ends the response (`res.end()`, or the end of the Fetch form's body)
+   * after writing what is pending. Calling it again, or after the client
+   * has left, does nothing.
    */
   close(): void
   /**
@@ -210,7 +222,8 @@ export interface SSE {
   get closed(): boolean
   /**
    * Bytes accepted for this client and not yet taken by its socket: events
-   * of the current tick plus what Node's response still holds. 0 once
+   * of the current tick plus what Node's response still holds (in the
+   * Fetch form: what the body holds that the runtime has not read). 0 once
    * closed.
    */
   get bufferedBytes(): number

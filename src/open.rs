@@ -6,7 +6,7 @@ use napi::bindgen_prelude::*;
 use napi::{Env, JsString, ValueType};
 
 use native_sse_core::headers;
-use native_sse_core::options::{self, Options};
+use native_sse_core::options::{self, Form, Options};
 use native_sse_core::validate;
 
 use crate::errors;
@@ -18,30 +18,49 @@ pub struct GivenOptions<'env> {
   pub headers: Vec<(String, Unknown<'env>)>,
 }
 
+/// The call as errors name it.
+pub fn call_of(form: Form) -> &'static str {
+  match form {
+    Form::Node => "new SSE(req, res, options)",
+    Form::Fetch => "new SSE(request, options)",
+  }
+}
+
 /// Reads and checks every option before anything is written, so a bad one
-/// throws with the response untouched.
-pub fn read_options<'env>(env: &Env, value: Option<Unknown<'env>>) -> Result<GivenOptions<'env>> {
+/// throws with the response untouched. Absent options take the defaults of
+/// `form`.
+pub fn read_options<'env>(
+  env: &Env,
+  value: Option<Unknown<'env>>,
+  form: Form,
+) -> Result<GivenOptions<'env>> {
   let mut given = GivenOptions {
-    options: Options::default(),
+    options: Options::defaults(form),
     headers: Vec::new(),
   };
-  let Some(object) = options_object(env, value, "new SSE(req, res, options)")? else {
+  let call = call_of(form);
+  let Some(object) = options_object(env, value, call)? else {
     return Ok(given);
+  };
+  let option_error =
+    |env: &Env, name: &str, rule: &str| errors::option_error(env, call, name, rule);
+  let checked = |env: &Env, name: &str, value: std::result::Result<u64, String>| {
+    value.map_err(|rule| option_error(env, name, &rule))
   };
   let options = &mut given.options;
 
-  if let Some(ms) = number_option(env, &object, "keepAlive")? {
+  if let Some(ms) = number_option(env, &object, "keepAlive", call)? {
     options.keep_alive_ms = checked(
       env,
       "keepAlive",
       options::integer_in(ms, 0, options::MAX_TIMER_MS),
     )?;
   }
-  if let Some(ms) = number_option(env, &object, "retry")? {
+  if let Some(ms) = number_option(env, &object, "retry", call)? {
     let ms = options::integer_in(ms, 0, options::MAX_SAFE_INTEGER);
     options.retry_ms = Some(checked(env, "retry", ms)?);
   }
-  if let Some(bytes) = number_option(env, &object, "maxBufferedBytes")? {
+  if let Some(bytes) = number_option(env, &object, "maxBufferedBytes", call)? {
     let bytes = options::max_buffered_bytes(bytes);
     options.max_buffered_bytes = checked(env, "maxBufferedBytes", bytes)?;
   }
@@ -64,7 +83,7 @@ pub fn read_options<'env>(env: &Env, value: Option<Unknown<'env>>) -> Result<Giv
     ValueType::Object if !headers.is_array()? => {
       // SAFETY: the value's type was checked just before.
       let headers = unsafe { headers.cast::<Object>() }?;
-      given.headers = read_headers(env, &headers)?;
+      given.headers = read_headers(env, &headers, call)?;
     }
     other => {
       let got = if other == ValueType::Object {
@@ -84,26 +103,19 @@ pub fn read_options<'env>(env: &Env, value: Option<Unknown<'env>>) -> Result<Giv
 
 /// `object[name]` when it is a number, `None` when it is `undefined`, a
 /// `TypeError` otherwise.
-fn number_option(env: &Env, object: &Object, name: &str) -> Result<Option<f64>> {
+fn number_option(env: &Env, object: &Object, name: &str, call: &str) -> Result<Option<f64>> {
   let value: Unknown = object.get_named_property(name)?;
   match value.get_type()? {
     ValueType::Undefined => Ok(None),
     // SAFETY: the value's type was checked just before.
     ValueType::Number => Ok(Some(unsafe { value.cast::<f64>() }?)),
-    other => Err(option_error(
+    other => Err(errors::option_error(
       env,
+      call,
       name,
       &format!("must be a number (got {})", errors::type_name(other)),
     )),
   }
-}
-
-fn checked(env: &Env, name: &str, value: std::result::Result<u64, String>) -> Result<u64> {
-  value.map_err(|rule| option_error(env, name, &rule))
-}
-
-fn option_error(env: &Env, name: &str, rule: &str) -> Error {
-  errors::option_error(env, "new SSE(req, res, options)", name, rule)
 }
 
 /// The options argument of `call` as an object: `None` when it is absent,
@@ -133,7 +145,11 @@ pub fn options_object<'env>(
 /// The user's headers: own, enumerable, string keys, each with its value,
 /// which must be a string, a number or an array of strings, as `writeHead`
 /// takes them (Node checks the characters itself when it writes them).
-fn read_headers<'env>(env: &Env, headers: &Object<'env>) -> Result<Vec<(String, Unknown<'env>)>> {
+fn read_headers<'env>(
+  env: &Env,
+  headers: &Object<'env>,
+  call: &str,
+) -> Result<Vec<(String, Unknown<'env>)>> {
   let names = own_enumerable_keys(headers)?;
   let count = names.get_array_length()?;
   let mut pairs = Vec::with_capacity(count as usize);
@@ -156,8 +172,9 @@ fn read_headers<'env>(env: &Env, headers: &Object<'env>) -> Result<Vec<(String, 
       _ => false,
     };
     if !ok {
-      return Err(option_error(
+      return Err(errors::option_error(
         env,
+        call,
         &format!("headers[{name:?}]"),
         "must be a string, a number or an array of strings",
       ));
@@ -259,9 +276,31 @@ pub fn last_event_id(req: &Object) -> Result<Option<String>> {
   Ok(validate::query_last_event_id(url.as_bytes()))
 }
 
+/// The resume position of a Fetch `Request`: its `Last-Event-ID` header
+/// (`request.headers.get('last-event-id')`) when it has the accepted form,
+/// else the `lastEventId` query parameter of `request.url`.
+pub fn fetch_last_event_id(request: &Object, headers: &Object) -> Result<Option<String>> {
+  let get: Function<&str, Unknown> = headers.get_named_property("get")?;
+  let value = get.apply(headers, "last-event-id")?;
+  if let Some(value) = bounded_string(value, validate::MAX_LAST_EVENT_ID_LEN)? {
+    if let Some(id) = validate::last_event_id(value.as_bytes()) {
+      return Ok(Some(id.to_owned()));
+    }
+  }
+  // Whole URLs: the request target, with the scheme and host before it.
+  let Some(url) = short_string(request, "url", 72 * 1024)? else {
+    return Ok(None);
+  };
+  Ok(validate::query_last_event_id(url.as_bytes()))
+}
+
 /// `object[name]` when it is a string of at most `max` UTF-16 units.
 fn short_string(object: &Object, name: &str, max: usize) -> Result<Option<String>> {
-  let value: Unknown = object.get_named_property(name)?;
+  bounded_string(object.get_named_property(name)?, max)
+}
+
+/// `value` when it is a string of at most `max` UTF-16 units.
+fn bounded_string(value: Unknown, max: usize) -> Result<Option<String>> {
   if value.get_type()? != ValueType::String {
     return Ok(None);
   }

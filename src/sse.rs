@@ -6,6 +6,7 @@
 use napi::bindgen_prelude::*;
 use napi::{Env, ValueType};
 use napi_derive::napi;
+use native_sse_core::options::Form;
 use native_sse_core::StreamOptions;
 
 use crate::errors::{self, type_error};
@@ -15,10 +16,12 @@ use crate::state::State;
 /// One Server-Sent Events connection, a drop-in replacement for the `SSE`
 /// class of S42Core.
 ///
-/// The constructor answers the request with status 200 and the
+/// `new SSE(req, res)` answers the request with status 200 and the
 /// `text/event-stream` headers, flushes them, and sends the `welcome` event
 /// whose data is `{"uuid":"<uuid>"}` with id 0. Each `send()` then writes one
-/// event with the next id (1, 2, 3, ...).
+/// event with the next id (1, 2, 3, ...). `new SSE(request)` with a Fetch
+/// `Request` makes a `Response` (`getResponse()`) whose events are numbered
+/// from 0, without a welcome, as in S42Core 3.x.
 ///
 /// The stream does not depend on this object staying reachable: it lives
 /// until the client leaves or it is closed.
@@ -27,24 +30,36 @@ pub struct SSE {}
 
 #[napi]
 impl SSE {
-  /// Opens the event stream on `res`.
+  /// Opens the event stream, in either of S42Core's two forms.
   ///
-  /// Writes status 200 with `Content-Type: text/event-stream`,
+  /// `new SSE(req, res, options?)` (the Node form, S42Core 1.x) writes
+  /// status 200 with `Content-Type: text/event-stream`,
   /// `Cache-Control: no-cache, no-transform`, `X-Accel-Buffering: no` and
   /// (HTTP/1.x, unless the request asked to close the connection)
   /// `Connection: keep-alive`, then `options.headers` over them, flushes the
   /// headers, sends `retry: <ms>` when `options.retry` is set, and the
   /// welcome event (unless `options.welcome` is `false`): the lines
   /// `id: 0`, `event: welcome`, `data: {"uuid":"<uuid>"}` and a blank line.
-  /// A heartbeat comment follows every `options.keepAlive` ms.
+  /// Events follow with ids from 1.
+  ///
+  /// `new SSE(request, options?)` with a Fetch `Request` (the Fetch form,
+  /// S42Core 2.x/3.x) makes the `Response` that `getResponse()` returns:
+  /// status 200, the same headers but `Connection` (the runtime owns the
+  /// connection), a body of `Uint8Array` chunks. No welcome event unless
+  /// `options.welcome` is `true`; without one, events are numbered from 0.
+  /// Events sent before the runtime reads the body wait in it.
+  ///
+  /// A heartbeat comment follows every `options.keepAlive` ms (15 000 in
+  /// the Node form, 5 000 in the Fetch form, under Bun.serve's idle
+  /// timeout).
   ///
   /// Throws a `TypeError` and writes nothing when it is called without `new`,
-  /// when `req` or `res` is not a request/response object
+  /// when the arguments are neither `(req, res)` nor a Fetch `Request`
   /// (`ERR_SSE_INVALID_ARGUMENT`) or an option is invalid
   /// (`ERR_SSE_INVALID_OPTION`).
   #[napi(
     constructor,
-    ts_args_type = "req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, options?: SSEOptions"
+    ts_args_type = "...args: [req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, options?: SSEOptions] | [request: Request, options?: SSEOptions]"
   )]
   pub fn new(
     env: &Env,
@@ -54,6 +69,9 @@ impl SSE {
     options: Option<Unknown>,
   ) -> Result<Self> {
     crate::construct::check_new::<SSE>(env, &this.object, "SSE")?;
+    if let Some(headers) = fetch_headers(req, res)? {
+      return open_fetch(env, this, req, headers, Some(res), options);
+    }
     let req = expect_object(env, req, "req")?;
     let res = expect_object(env, res, "res")?;
     for method in ["writeHead", "write", "end", "on"] {
@@ -66,7 +84,7 @@ impl SSE {
         ));
       }
     }
-    let given = open::read_options(env, options)?;
+    let given = open::read_options(env, options, Form::Node)?;
     let request = native_sse_core::headers::Request {
       http2: open::http_major_version(&req)? >= 2,
       closes: open::asks_to_close(&req)?,
@@ -85,27 +103,7 @@ impl SSE {
 
     let state = State::get(env)?;
     let uuid = uuid::Uuid::new_v4().to_string();
-    let options = given.options;
-    let now = state.now_ms();
-    let opened = state.with(|engine| {
-      engine.open_stream(
-        uuid.clone(),
-        last_event_id.clone(),
-        StreamOptions {
-          max_buffered: options.max_buffered_bytes,
-          keep_alive_ms: options.keep_alive_ms,
-          retry_ms: options.retry_ms,
-          welcome: options.welcome,
-        },
-        now,
-      )
-    })?;
-    let Some((key, flags)) = opened else {
-      return Err(Error::new(
-        Status::GenericFailure,
-        "native-sse: too many open streams (16777216)",
-      ));
-    };
+    let (key, flags) = open_in_engine(&state, &uuid, &last_event_id, given.options, Form::Node)?;
     let attach: Function<AttachStreamArgs, Unknown> = state.glue(env, "attachStream")?;
     let attached = attach.call(FnArgs::from((
       this.object,
@@ -123,10 +121,133 @@ impl SSE {
   }
 }
 
+/// The Fetch form: the options come second, the front makes the body and
+/// the `Response`.
+fn open_fetch<'env>(
+  env: &Env,
+  this: This<'env>,
+  request: Unknown<'env>,
+  headers: Object<'env>,
+  options: Option<Unknown<'env>>,
+  extra: Option<Unknown<'env>>,
+) -> Result<SSE> {
+  if extra.is_some_and(|extra| !matches!(extra.get_type(), Ok(ValueType::Undefined))) {
+    return Err(type_error(
+      env,
+      errors::INVALID_ARGUMENT,
+      "new SSE(request, options) takes two arguments: a Fetch Request and the options",
+    ));
+  }
+  // SAFETY: `fetch_headers` found an object here.
+  let request = unsafe { request.cast::<Object>() }?;
+  let given = open::read_options(env, options, Form::Fetch)?;
+  let response_headers = open::response_headers(
+    env,
+    &given.headers,
+    native_sse_core::headers::Request::fetch(),
+  )?;
+  let last_event_id = open::fetch_last_event_id(&request, &headers)?;
+  let state = State::get(env)?;
+  let uuid = uuid::Uuid::new_v4().to_string();
+  let (key, flags) = open_in_engine(&state, &uuid, &last_event_id, given.options, Form::Fetch)?;
+  let attach: Function<AttachFetchArgs, Unknown> = state.glue(env, "attachFetch")?;
+  let attached = attach.call(FnArgs::from((
+    this.object,
+    request,
+    key.to_bits() as f64,
+    flags,
+    uuid,
+    last_event_id,
+    response_headers,
+  )));
+  if let Err(err) = attached {
+    let _ = state.with(|engine| engine.gone(key, native_sse_core::CloseReason::Server));
+    return Err(err);
+  }
+  Ok(SSE {})
+}
+
+fn open_in_engine(
+  state: &State,
+  uuid: &str,
+  last_event_id: &Option<String>,
+  options: native_sse_core::options::Options,
+  form: Form,
+) -> Result<(native_sse_core::Key, u32)> {
+  let now = state.now_ms();
+  let opened = state.with(|engine| {
+    engine.open_stream(
+      uuid.to_owned(),
+      last_event_id.clone(),
+      StreamOptions {
+        max_buffered: options.max_buffered_bytes,
+        keep_alive_ms: options.keep_alive_ms,
+        retry_ms: options.retry_ms,
+        welcome: options.welcome,
+        first_id: options.first_event_id(form),
+      },
+      now,
+    )
+  })?;
+  opened.ok_or_else(|| {
+    Error::new(
+      Status::GenericFailure,
+      "native-sse: too many open streams (16777216)",
+    )
+  })
+}
+
+/// `request.headers` when the arguments are the Fetch form: a first
+/// argument with a `url` string and `headers` that have a `get` method
+/// (a `Request`, or a framework's request that stands for one), and no
+/// response object second (its options, if anything).
+fn fetch_headers<'env>(
+  first: Unknown<'env>,
+  second: Unknown<'env>,
+) -> Result<Option<Object<'env>>> {
+  if first.get_type()? != ValueType::Object {
+    return Ok(None);
+  }
+  if second.get_type()? == ValueType::Object {
+    // SAFETY: the value's type was checked just before.
+    let second = unsafe { second.cast::<Object>() }?;
+    let write_head: Unknown = second.get_named_property("writeHead")?;
+    if write_head.get_type()? == ValueType::Function {
+      return Ok(None);
+    }
+  }
+  // SAFETY: the value's type was checked above.
+  let first = unsafe { first.cast::<Object>() }?;
+  let url: Unknown = first.get_named_property("url")?;
+  if url.get_type()? != ValueType::String {
+    return Ok(None);
+  }
+  let headers: Unknown = first.get_named_property("headers")?;
+  if headers.get_type()? != ValueType::Object {
+    return Ok(None);
+  }
+  // SAFETY: the value's type was checked just before.
+  let headers = unsafe { headers.cast::<Object>() }?;
+  let get: Unknown = headers.get_named_property("get")?;
+  Ok((get.get_type()? == ValueType::Function).then_some(headers))
+}
+
 /// `attachStream(sse, res, key, flags, uuid, lastEventId)`: the front takes
 /// over the response.
 type AttachStreamArgs<'env> =
   FnArgs<(Object<'env>, Object<'env>, f64, u32, String, Option<String>)>;
+
+/// `attachFetch(sse, request, key, flags, uuid, lastEventId, headers)`: the
+/// front makes the body and the `Response`.
+type AttachFetchArgs<'env> = FnArgs<(
+  Object<'env>,
+  Object<'env>,
+  f64,
+  u32,
+  String,
+  Option<String>,
+  Object<'env>,
+)>;
 
 fn expect_object<'env>(env: &Env, value: Unknown<'env>, what: &str) -> Result<Object<'env>> {
   let value_type = value.get_type()?;

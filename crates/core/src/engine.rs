@@ -193,6 +193,8 @@ pub struct StreamOptions {
   pub keep_alive_ms: u64,
   pub retry_ms: Option<u64>,
   pub welcome: bool,
+  /// The id of the first counted event (see `Options::first_event_id`).
+  pub first_id: u64,
 }
 
 /// Where a channel's events come from, when it is made.
@@ -395,6 +397,7 @@ impl Engine {
     let resuming = last_event_id.is_some();
     let mut stream = Stream::new(uuid, last_event_id, options.max_buffered);
     stream.keep_alive_ms = options.keep_alive_ms;
+    stream.next_id = options.first_id;
     let mut opening = Vec::new();
     if let Some(ms) = options.retry_ms {
       frame::push_retry(&mut opening, ms);

@@ -14,6 +14,18 @@ pub struct Request {
   pub closes: bool,
 }
 
+impl Request {
+  /// A Fetch-form stream: the runtime (Bun, Deno, a Node adapter) owns the
+  /// connection and may serve HTTP/2, so the connection-specific headers
+  /// are left out as on HTTP/2.
+  pub fn fetch() -> Request {
+    Request {
+      http2: true,
+      closes: false,
+    }
+  }
+}
+
 /// The defaults to set, given the user's header names: those the user does
 /// not replace (a name in any letter case replaces a default).
 pub fn defaults(request: Request, user: &[&str]) -> Vec<(&'static str, &'static str)> {
@@ -101,6 +113,19 @@ mod tests {
     assert!(!keeps_user_header(h2, "Keep-Alive"));
     assert!(keeps_user_header(h2, "X-Stream"));
     assert!(keeps_user_header(H1, "Keep-Alive"));
+  }
+
+  #[test]
+  fn the_fetch_form_leaves_the_connection_to_the_runtime() {
+    let names: Vec<_> = defaults(Request::fetch(), &[])
+      .into_iter()
+      .map(|(name, _)| name)
+      .collect();
+    assert_eq!(
+      names,
+      ["Content-Type", "Cache-Control", "X-Accel-Buffering"]
+    );
+    assert!(!keeps_user_header(Request::fetch(), "Connection"));
   }
 
   #[test]

@@ -20,6 +20,24 @@ pub const MAX_TIMER_MS: u64 = 2_147_483_647;
 /// The largest integer a JavaScript number holds exactly.
 pub const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
 
+/// Heartbeat period of the Fetch form when `keepAlive` is not given: under
+/// Bun.serve's default `idleTimeout` of 10 s, which Bun checks in 4 s steps
+/// (so a connection may be cut after 8 s without bytes), with a beat to
+/// spare.
+pub const DEFAULT_FETCH_KEEP_ALIVE_MS: u64 = 5_000;
+
+/// Which of S42Core's two constructor forms opened a stream. Each keeps the
+/// bytes of the S42Core version that has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+  /// `new SSE(req, res)`, S42Core 1.x: a welcome event with id 0, then
+  /// events from 1.
+  Node,
+  /// `new SSE(request)` + `getResponse()`, S42Core 2.x/3.x: no welcome,
+  /// events from 0.
+  Fetch,
+}
+
 /// The checked options, with defaults filled in. `headers` stay in
 /// JavaScript and are merged there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +54,32 @@ pub struct Options {
 
 impl Default for Options {
   fn default() -> Self {
+    Options::defaults(Form::Node)
+  }
+}
+
+impl Options {
+  /// The defaults of `form`: the Fetch form sends no welcome (S42Core 3.x
+  /// does not) and beats often enough for Bun.serve's idle timeout.
+  pub fn defaults(form: Form) -> Options {
     Options {
-      keep_alive_ms: DEFAULT_KEEP_ALIVE_MS,
+      keep_alive_ms: match form {
+        Form::Node => DEFAULT_KEEP_ALIVE_MS,
+        Form::Fetch => DEFAULT_FETCH_KEEP_ALIVE_MS,
+      },
       retry_ms: None,
-      welcome: true,
+      welcome: form == Form::Node,
       max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+    }
+  }
+
+  /// The id of the first counted event. With a welcome it is 1 (the
+  /// welcome is 0) in both forms; without one the Fetch form starts at 0,
+  /// as S42Core 3.x does, and the Node form keeps 1, as it always has.
+  pub fn first_event_id(&self, form: Form) -> u64 {
+    match (form, self.welcome) {
+      (Form::Fetch, false) => 0,
+      _ => 1,
     }
   }
 }
@@ -176,5 +215,28 @@ mod tests {
     assert_eq!(options.max_buffered_bytes, 4 * 1024 * 1024);
     assert!(options.welcome);
     assert_eq!(options.retry_ms, None);
+    assert_eq!(options.first_event_id(Form::Node), 1);
+  }
+
+  #[test]
+  fn fetch_defaults_follow_s42core_3() {
+    let options = Options::defaults(Form::Fetch);
+    assert!(!options.welcome);
+    assert_eq!(options.first_event_id(Form::Fetch), 0);
+    assert!(
+      options.keep_alive_ms < 8_000,
+      "under Bun's shortest idle cut"
+    );
+    assert_eq!(options.max_buffered_bytes, DEFAULT_MAX_BUFFERED_BYTES);
+    let welcomed = Options {
+      welcome: true,
+      ..options
+    };
+    assert_eq!(welcomed.first_event_id(Form::Fetch), 1);
+    let quiet_node = Options {
+      welcome: false,
+      ..Options::default()
+    };
+    assert_eq!(quiet_node.first_event_id(Form::Node), 1);
   }
 }

@@ -146,6 +146,42 @@ fn the_retry_block_comes_first() {
 }
 
 #[test]
+fn the_fetch_form_counts_from_zero_without_a_welcome() {
+  use native_sse_core::options::{Form, Options};
+  let mut d = Driver::new();
+  let given = Options::defaults(Form::Fetch);
+  let opts = StreamOptions {
+    welcome: given.welcome,
+    first_id: given.first_event_id(Form::Fetch),
+    ..options(MIB)
+  };
+  let s = d.open("u-f", None, opts);
+  d.send(s, "a", "1");
+  d.send(s, "b", "2");
+  d.tick();
+  let mut expected = framed(0, "a", "1");
+  expected.extend(framed(1, "b", "2"));
+  assert_eq!(d.bytes(s), expected);
+
+  // With a welcome, the Node form's numbering.
+  let welcomed = Options {
+    welcome: true,
+    ..given
+  };
+  let opts = StreamOptions {
+    welcome: true,
+    first_id: welcomed.first_event_id(Form::Fetch),
+    ..options(MIB)
+  };
+  let w = d.open("u-w", None, opts);
+  d.send(w, "a", "1");
+  d.tick();
+  let mut expected = welcome("u-w", true);
+  expected.extend(framed(1, "a", "1"));
+  assert_eq!(d.bytes(w), expected);
+}
+
+#[test]
 fn a_stream_without_opening_bytes_writes_nothing() {
   let mut d = Driver::new();
   let s = d.open("u", None, quiet(MIB));

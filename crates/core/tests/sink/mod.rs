@@ -265,6 +265,7 @@ pub fn options(max_buffered: u64) -> StreamOptions {
     keep_alive_ms: 0,
     retry_ms: None,
     welcome: true,
+    first_id: 1,
   }
 }
 

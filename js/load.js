@@ -1,0 +1,50 @@
+'use strict'
+// Loads the generated binding (`binding.js`, which finds the addon). On
+// Deno a missing permission makes the loader fail with napi-rs's "npm has
+// a bug" message, which sends the user the wrong way: the failure is
+// explained instead, with the flags that fix it.
+
+/**
+ * What the loader needs on Deno: its environment switches, the system
+ * facts it reads to tell glibc from musl, FFI for the addon. (A package
+ * linked from outside node_modules also needs --allow-read; Deno's own
+ * error names it.)
+ */
+const DENO_NEEDS = [
+  ['--allow-env', { name: 'env', variable: 'NAPI_RS_NATIVE_LIBRARY_PATH' }],
+  ['--allow-sys', { name: 'sys', kind: 'cpus' }],
+  ['--allow-ffi', { name: 'ffi' }],
+]
+const DENO_COMMAND = 'deno run --allow-net --allow-env --allow-sys --allow-ffi app.ts'
+
+function load() {
+  try {
+    return require('../binding.js')
+  } catch (err) {
+    throw explain(err)
+  }
+}
+
+function explain(err) {
+  if (typeof Deno !== 'object' || Deno === null || typeof Deno.permissions?.querySync !== 'function') return err
+  const missing = []
+  for (const [flag, descriptor] of DENO_NEEDS) {
+    let state
+    try {
+      state = Deno.permissions.querySync(descriptor).state
+    } catch {
+      state = 'unknown'
+    }
+    if (state !== 'granted') missing.push(flag)
+  }
+  // The permission Deno refused, as its error names it.
+  const named = /run again with the (--allow-[a-z]+) flag/.exec(String(err?.message ?? ''))
+  if (named !== null && !missing.includes(named[1])) missing.push(named[1])
+  if (missing.length === 0) return err
+  return new Error(
+    `native-sse: Deno must be allowed to load the native addon: run with ${missing.join(' ')} (${DENO_COMMAND})`,
+    { cause: err },
+  )
+}
+
+module.exports = { load }
