@@ -11,25 +11,28 @@
 // stream transfers (detaches) what is enqueued, and one chunk of a
 // broadcast goes to many bodies. Chunks are never changed once enqueued.
 //
-// Backpressure: what the body holds that the runtime has not read counts
-// as the response's `writableLength`; a write that fills the body past
-// HIGH_WATER answers false, and the body's `pull()` (the runtime read
-// enough) is the 'drain'. A client that stops reading therefore reaches
-// `maxBufferedBytes` and is closed with 'overflow'.
+// Backpressure: the body pulls. A chunk is handed to the stream only when
+// the runtime asks for one (`pull()`, which it calls when it can write);
+// until then it waits in the sink's own queue, which is the response's
+// `writableLength`. A write that fills the queue past HIGH_WATER answers
+// false, and a pull that empties it below is the 'drain'. A client that
+// stops reading therefore reaches `maxBufferedBytes`; its queue is dropped
+// and the body ends (an errored body makes the adapters log a stack trace
+// for every slow client, so it ends cleanly, between two events).
 //
 // A client that leaves: the request's `signal` aborts or the runtime
 // cancels the body (runtimes differ in which, and when); either is the
-// response's 'close'.
+// response's 'close'. On Deno the signal is not read: Deno.serve warns
+// about its legacy abort semantics when a handler so much as reads it, and
+// it cancels the body when the client leaves.
 
 const stream = require('./stream.js')
 const { typeError } = require('./errors.js')
 
-/** Bytes the body holds before a write answers "wait" (a socket's default). */
+/** Bytes the sink holds before a write answers "wait" (a socket's default). */
 const HIGH_WATER = 16 * 1024
 const encoder = new TextEncoder()
-const sizeOf = (chunk) => chunk.byteLength
-/** Why an overflowed body errors (the runtime drops the connection). */
-const OVERFLOW = 'native-sse: the client read too slowly (maxBufferedBytes)'
+const onDeno = typeof Deno === 'object' && Deno !== null
 
 /**
  * The last string chunk and its bytes: a broadcast writes one chunk to
@@ -51,6 +54,11 @@ class BodySink {
   constructor(signal) {
     this.controller = null
     this.signal = signal
+    /** Chunks the runtime has not asked for yet, and their bytes. */
+    this.queue = []
+    this.queued = 0
+    /** The runtime asked for a chunk and none was there. */
+    this.wanted = false
     this.writableEnded = false
     this.destroyed = false
     this.closeListener = null
@@ -58,53 +66,83 @@ class BodySink {
     this.onAbort = null
   }
 
-  /** Bytes enqueued that the runtime has not read. */
+  /** Bytes written that the runtime has not taken. */
   get writableLength() {
-    const controller = this.controller
-    if (controller === null) return 0
-    const room = controller.desiredSize
-    return room === null || room >= HIGH_WATER ? 0 : HIGH_WATER - room
+    return this.queued
   }
 
   write(chunk) {
-    const controller = this.controller
-    if (controller === null || this.writableEnded || this.destroyed) return true
+    if (this.controller === null || this.writableEnded || this.destroyed) return true
+    const bytes = bytesOf(chunk)
+    if (this.wanted) {
+      this.wanted = false
+      return this.hand(bytes)
+    }
+    this.queue.push(bytes)
+    this.queued += bytes.byteLength
+    return this.queued < HIGH_WATER
+  }
+
+  /** Gives `bytes` to the stream; false when the runtime closed it. */
+  hand(bytes) {
     try {
-      controller.enqueue(bytesOf(chunk))
+      this.controller.enqueue(bytes)
+      return true
     } catch {
       // The runtime closed the body without telling us first: it is gone.
       this.gone()
       return true
     }
-    const room = controller.desiredSize
-    return room === null || room > 0
   }
 
+  /** The runtime asks for the next chunk. */
+  pulled() {
+    if (this.controller === null) return
+    if (this.queue.length === 0) {
+      this.wanted = true
+      return
+    }
+    const bytes = this.queue.shift()
+    this.queued -= bytes.byteLength
+    this.hand(bytes)
+    if (this.queue.length === 0 && this.writableEnded) {
+      this.closeBody()
+      return
+    }
+    const listener = this.drainListener
+    if (listener !== null && this.queued < HIGH_WATER) {
+      this.drainListener = null
+      listener.call(this)
+    }
+  }
+
+  /** Ends the body once the runtime has taken what is queued. */
   end() {
     if (this.writableEnded || this.destroyed) return this
     this.writableEnded = true
+    if (this.queue.length === 0) this.closeBody()
+    return this
+  }
+
+  /** The stream was closed for 'overflow': drop the queue, end the body. */
+  destroy() {
+    if (this.destroyed) return this
+    this.destroyed = true
+    this.queue = []
+    this.queued = 0
+    this.closeBody()
+    return this
+  }
+
+  closeBody() {
     const controller = this.controller
     this.release()
+    if (controller === null) return
     try {
       controller.close()
     } catch {
       // Already closed by the runtime.
     }
-    return this
-  }
-
-  /** The stream was closed for 'overflow': drop what the body holds. */
-  destroy() {
-    if (this.destroyed) return this
-    this.destroyed = true
-    const controller = this.controller
-    this.release()
-    try {
-      controller.error(new Error(OVERFLOW))
-    } catch {
-      // Already closed by the runtime.
-    }
-    return this
   }
 
   on(name, listener) {
@@ -117,22 +155,16 @@ class BodySink {
     return this
   }
 
-  /** The runtime read what the body held. */
-  pulled() {
-    const listener = this.drainListener
-    if (listener === null) return
-    this.drainListener = null
-    listener.call(this)
-  }
-
   /** The client left: the signal aborted or the body was cancelled. */
   gone() {
-    if (this.destroyed || this.writableEnded) return
+    if (this.destroyed) return
     this.destroyed = true
+    this.queue = []
+    this.queued = 0
     this.release()
     const listener = this.closeListener
     this.closeListener = null
-    if (listener !== null) listener.call(this)
+    if (listener !== null && !this.writableEnded) listener.call(this)
   }
 
   /** Lets go of the controller and the request's signal. */
@@ -175,7 +207,7 @@ function responseHeaders(given) {
  */
 function attachFetch(sse, request, key, flags, uuid, lastEventId, given) {
   const headers = responseHeaders(given)
-  const signal = request.signal
+  const signal = onDeno ? null : request.signal
   const sink = new BodySink(isSignal(signal) ? signal : null)
   const body = new ReadableStream(
     {
@@ -189,7 +221,8 @@ function attachFetch(sse, request, key, flags, uuid, lastEventId, given) {
         sink.gone()
       },
     },
-    { highWaterMark: HIGH_WATER, size: sizeOf },
+    // The stream itself holds nothing ahead of the runtime's reads.
+    { highWaterMark: 0 },
   )
   const response = new Response(body, { status: 200, headers })
   if (sink.signal !== null) {
