@@ -69,3 +69,22 @@ async function publish(): Promise<string> {
   return await shared.broadcast({ eventName: 'headline', eventPayload: 1 })
 }
 void publish
+
+// The Fetch form: a Request in, a Response out (Bun.serve, Deno.serve, Hono, h3, Next.js).
+export function handler(request: Request): Response {
+  const sse = new SSE(request, { keepAlive: 5_000 })
+  const accepted: boolean = sse.send({ eventName: 'tick', eventPayload: Date.now() })
+  void accepted
+  channel.add(sse)
+  const response: Response = sse.getResponse()
+  const resume: string | null = sse.lastEventId
+  void resume
+  // @ts-expect-error the Fetch form takes the options second, nothing third
+  new SSE(request, {}, {})
+  // @ts-expect-error a Request is not a response object
+  new SSE(request, request)
+  // @ts-expect-error getResponse returns a Response
+  const text: string = sse.getResponse()
+  void text
+  return response
+}
