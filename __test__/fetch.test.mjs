@@ -374,3 +374,139 @@ test('an onClose callback and a send() from a write are served without corruptin
   b.close()
   channel.close()
 })
+
+// ----- what a review found: each case failed before its fix -----
+
+test('a constructor that fails on a late step leaves every other stream delivering', async () => {
+  const failing = [
+    () => new SSE(request(), { welcome: true, headers: { 'X-Bad': 'a\nb' } }),
+    () => new SSE(request(), { retry: 1000, headers: { 'X-Bad': 'a\nb' } }),
+  ]
+  // (Deno does not read the signal.)
+  if (!onDeno) {
+    failing.push(
+      () =>
+        new SSE({
+          url: URL_BASE,
+          headers: new Headers(),
+          get signal() {
+            throw new Error('signal getter')
+          },
+        }, { welcome: true }),
+    )
+  }
+  for (const make of failing) {
+    assert.throws(make)
+    const sse = new SSE(request())
+    sse.send({ eventName: 'still', eventPayload: 1 })
+    const text = await readUntil(sse.getResponse().body.getReader(), (t) => t.includes('event: still'), { timeoutMs: 2000 })
+    assert.equal(text, frame(0, 'still', 1))
+    sse.close()
+  }
+})
+
+/** Collects garbage where the runtime lets a test do so. */
+async function collectGarbage() {
+  if (typeof Bun === 'object') {
+    Bun.gc(true)
+    return
+  }
+  const v8 = await import('node:v8')
+  const vm = await import('node:vm')
+  v8.setFlagsFromString('--expose-gc')
+  vm.runInNewContext('gc')()
+}
+
+test('the abort reaches a stream whose Request was dropped and collected', async () => {
+  if (onDeno) {
+    // Deno: the signal is not read (see above); the body's cancel is what counts.
+    const sse = new SSE(request())
+    await sse.getResponse().body.cancel()
+    assert.equal(sse.closed, true)
+    return
+  }
+  const controller = new AbortController()
+  const streams = []
+  // The Request itself is not kept, as adapters do not keep it.
+  for (let i = 0; i < 50; i++) streams.push(new SSE(request('', { signal: controller.signal })))
+  for (let i = 0; i < 3; i++) {
+    await collectGarbage()
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  controller.abort()
+  assert.deepEqual(streams.filter((sse) => !sse.closed).length, 0)
+})
+
+test('after the signal aborts, the body ends rather than leave a reader waiting', async () => {
+  if (onDeno) return assert.ok(true, 'Deno does not read the signal')
+  const controller = new AbortController()
+  const sse = new SSE(request('', { signal: controller.signal }))
+  const reader = sse.getResponse().body.getReader()
+  sse.send({ eventName: 'a', eventPayload: 1 })
+  assert.equal(await readUntil(reader, (t) => t.endsWith('\n\n')), frame(0, 'a', 1))
+  controller.abort()
+  assert.equal(sse.closed, true)
+  assert.equal(await readUntil(reader, () => false, { timeoutMs: 2000 }), '', 'the body ended')
+
+  const gone = new AbortController()
+  gone.abort()
+  const late = new SSE(request('', { signal: gone.signal }))
+  assert.equal(await bodyText(late.getResponse()), '')
+})
+
+test("the request's headers.get and url are read once, and what was checked is what is used", async () => {
+  let reads = 0
+  const headers = new Headers({ 'Last-Event-ID': 'h-1' })
+  const realGet = headers.get.bind(headers)
+  const options = { headers: { 'X-A': ['ok'] } }
+  const fake = {
+    get url() {
+      reads++
+      return reads === 1 ? URL_BASE : 42
+    },
+    headers: {
+      get get() {
+        // A function the first time only.
+        return reads++ < 2 ? (name) => {
+          // User code between the check of the options and their use.
+          options.headers['X-A'][0] = { toString: () => 'coerced' }
+          return realGet(name)
+        } : undefined
+      },
+    },
+  }
+  const sse = new SSE(fake, options)
+  assert.equal(sse.lastEventId, 'h-1')
+  assert.equal(sse.getResponse().headers.get('x-a'), 'ok', 'the value that was checked')
+  sse.close()
+})
+
+test('a Fetch member resumes from a history larger than a small cap', async () => {
+  const channel = new Channel()
+  const ids = []
+  const payload = 'h'.repeat(1000)
+  for (let i = 0; i < 300; i++) ids.push(channel.broadcast({ eventName: 'old', eventPayload: payload }))
+  const sse = new SSE(request('', { headers: { 'Last-Event-ID': ids[0] } }), { maxBufferedBytes: 32 * 1024 })
+  const reasons = []
+  sse.onClose((reason) => reasons.push(reason))
+  channel.add(sse)
+  const reader = sse.getResponse().body.getReader()
+  const text = await readUntil(reader, (t) => t.split('event: old\n').length - 1 === 299, { timeoutMs: 10000 })
+  assert.equal(text.split('event: old\n').length - 1, 299)
+  assert.equal(sse.closed, false)
+  assert.deepEqual(reasons, [])
+  sse.close()
+  channel.close()
+})
+
+test('a cap below the high-water mark is kept by a body nobody reads', async () => {
+  const sse = new SSE(request(), { maxBufferedBytes: 4096 })
+  let most = 0
+  for (let i = 0; i < 100 && !sse.closed; i++) {
+    sse.send({ eventName: 'e', eventPayload: 'c'.repeat(900) })
+    await new Promise((resolve) => setImmediate(resolve))
+    most = Math.max(most, sse.bufferedBytes)
+  }
+  assert.equal(sse.closed, true)
+  assert.ok(most <= 4096 + 1000, `bufferedBytes reached ${most}`)
+})

@@ -51,9 +51,19 @@ function bytesOf(chunk) {
 }
 
 class BodySink {
-  constructor(signal) {
+  constructor(request, signal, highWater) {
     this.controller = null
+    /**
+     * The request is kept while the stream is open: undici links a
+     * Request's signal to the one it was made with only through a weak
+     * reference, so a collected Request would never see the abort.
+     */
+    this.request = request
     this.signal = signal
+    this.highWater = highWater
+    this.aborted = false
+    /** The `Response`, between prepareFetch() and attachFetch(). */
+    this.response = null
     /** Chunks the runtime has not asked for yet, and their bytes. */
     this.queue = []
     this.queued = 0
@@ -80,7 +90,7 @@ class BodySink {
     }
     this.queue.push(bytes)
     this.queued += bytes.byteLength
-    return this.queued < HIGH_WATER
+    return this.queued < this.highWater
   }
 
   /** Gives `bytes` to the stream; false when the runtime closed it. */
@@ -110,7 +120,7 @@ class BodySink {
       return
     }
     const listener = this.drainListener
-    if (listener !== null && this.queued < HIGH_WATER) {
+    if (listener !== null && this.queued < this.highWater) {
       this.drainListener = null
       listener.call(this)
     }
@@ -155,13 +165,17 @@ class BodySink {
     return this
   }
 
-  /** The client left: the signal aborted or the body was cancelled. */
+  /**
+   * The client left: the signal aborted or the body was cancelled. The
+   * body ends too (after a cancel it has already), so that a reader still
+   * there is not left waiting.
+   */
   gone() {
     if (this.destroyed) return
     this.destroyed = true
     this.queue = []
     this.queued = 0
-    this.release()
+    this.closeBody()
     const listener = this.closeListener
     this.closeListener = null
     if (listener !== null && !this.writableEnded) listener.call(this)
@@ -170,6 +184,7 @@ class BodySink {
   /** Lets go of the controller and the request's signal. */
   release() {
     this.controller = null
+    this.request = null
     this.drainListener = null
     const signal = this.signal
     this.signal = null
@@ -200,15 +215,16 @@ function responseHeaders(given) {
 }
 
 /**
- * Called by the Rust constructor of `SSE` for the Fetch form: makes the
- * body and the `Response`, then hands the sink to the same front as a
- * ServerResponse. Anything that throws does so before the stream is
- * registered, and the constructor fails with it.
+ * Called by the Rust constructor of `SSE` for the Fetch form, before the
+ * engine opens the stream: everything that can throw or run user code
+ * (the `Headers` of the user's values, the request's `signal` getter)
+ * happens here, so that a failure leaves nothing open. Returns the sink,
+ * with the body and the `Response` made.
  */
-function attachFetch(sse, request, key, flags, uuid, lastEventId, given) {
+function prepareFetch(request, given, cap) {
   const headers = responseHeaders(given)
   const signal = onDeno ? null : request.signal
-  const sink = new BodySink(isSignal(signal) ? signal : null)
+  const sink = new BodySink(request, isSignal(signal) ? signal : null, highWaterFor(cap))
   const body = new ReadableStream(
     {
       start(controller) {
@@ -224,18 +240,45 @@ function attachFetch(sse, request, key, flags, uuid, lastEventId, given) {
     // The stream itself holds nothing ahead of the runtime's reads.
     { highWaterMark: 0 },
   )
-  const response = new Response(body, { status: 200, headers })
-  if (sink.signal !== null) {
-    if (sink.signal.aborted) {
-      sink.destroyed = true
-      sink.release()
-    } else {
-      sink.onAbort = () => sink.gone()
-      sink.signal.addEventListener('abort', sink.onAbort, { once: true })
-    }
-  }
+  sink.response = new Response(body, { status: 200, headers })
+  if (sink.signal !== null && sink.signal.aborted) sink.aborted = true
+  return sink
+}
+
+/**
+ * Called by the Rust constructor once the engine opened the stream: hands
+ * the sink to the same front as a ServerResponse (our own code only).
+ */
+function attachFetch(sse, sink, key, flags, uuid, lastEventId) {
+  const response = sink.response
+  sink.response = null
   stream.attachStream(sse, sink, key, flags, uuid, lastEventId)
   sse[stream.kState].response = response
+  if (sink.aborted) {
+    sink.gone()
+  } else if (sink.signal !== null) {
+    sink.onAbort = () => sink.gone()
+    try {
+      sink.signal.addEventListener('abort', sink.onAbort, { once: true })
+    } catch (err) {
+      // A request's own signal never throws here; a stand-in's may. The
+      // stream is open already, so it goes on without the signal (the body
+      // being cancelled still ends it) and the error is reported.
+      sink.onAbort = null
+      queueMicrotask(() => {
+        throw err
+      })
+    }
+  }
+}
+
+/**
+ * Bytes the sink holds before a write answers "wait": a socket's 16 KiB,
+ * or a quarter of a smaller cap, so that the engine hears of a client that
+ * does not read before it is a cap behind (and a replay's steps fit).
+ */
+function highWaterFor(cap) {
+  return Math.max(1, Math.min(HIGH_WATER, Math.floor(cap / 4)))
 }
 
 function isSignal(signal) {
@@ -263,4 +306,4 @@ function install(SSE) {
   })
 }
 
-module.exports = { attachFetch, install }
+module.exports = { prepareFetch, attachFetch, install }

@@ -15,6 +15,7 @@ channel.install(binding.Channel)
 stream.useHot(
   binding.init({
     attachStream: stream.attachStream,
+    prepareFetch: fetchForm.prepareFetch,
     attachFetch: fetchForm.attachFetch,
     attachChannel: channel.attachChannel,
   }),

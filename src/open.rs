@@ -12,10 +12,19 @@ use native_sse_core::validate;
 use crate::errors;
 
 /// The options as given: the checked values, and the user's headers (names
-/// and checked values), which stay JavaScript values until they are merged.
-pub struct GivenOptions<'env> {
+/// and values, copied out of JavaScript when they are checked, so no user
+/// code can change them between the check and the response).
+pub struct GivenOptions {
   pub options: Options,
-  pub headers: Vec<(String, Unknown<'env>)>,
+  pub headers: Vec<(String, HeaderValue)>,
+}
+
+/// A header value as `writeHead` and `Headers` take it.
+pub enum HeaderValue {
+  Text(String),
+  Number(f64),
+  /// The header repeated, once per item.
+  List(Vec<String>),
 }
 
 /// The call as errors name it.
@@ -29,11 +38,7 @@ pub fn call_of(form: Form) -> &'static str {
 /// Reads and checks every option before anything is written, so a bad one
 /// throws with the response untouched. Absent options take the defaults of
 /// `form`.
-pub fn read_options<'env>(
-  env: &Env,
-  value: Option<Unknown<'env>>,
-  form: Form,
-) -> Result<GivenOptions<'env>> {
+pub fn read_options(env: &Env, value: Option<Unknown>, form: Form) -> Result<GivenOptions> {
   let mut given = GivenOptions {
     options: Options::defaults(form),
     headers: Vec::new(),
@@ -145,43 +150,54 @@ pub fn options_object<'env>(
 /// The user's headers: own, enumerable, string keys, each with its value,
 /// which must be a string, a number or an array of strings, as `writeHead`
 /// takes them (Node checks the characters itself when it writes them).
-fn read_headers<'env>(
-  env: &Env,
-  headers: &Object<'env>,
-  call: &str,
-) -> Result<Vec<(String, Unknown<'env>)>> {
+fn read_headers(env: &Env, headers: &Object, call: &str) -> Result<Vec<(String, HeaderValue)>> {
   let names = own_enumerable_keys(headers)?;
   let count = names.get_array_length()?;
   let mut pairs = Vec::with_capacity(count as usize);
   for i in 0..count {
     let name: String = names.get_element(i)?;
     let value: Unknown = headers.get_named_property(&name)?;
-    let ok = match value.get_type()? {
-      ValueType::String | ValueType::Number => true,
+    let copied = match value.get_type()? {
+      ValueType::String => Some(HeaderValue::Text(text_of(value)?)),
+      // SAFETY: the value's type was checked just before.
+      ValueType::Number => Some(HeaderValue::Number(unsafe { value.cast::<f64>() }?)),
       ValueType::Object if value.is_array()? => {
         // SAFETY: the value's type was checked just before.
         let array = unsafe { value.cast::<Object>() }?;
         let len = array.get_array_length()?;
-        (0..len).all(|i| {
-          array
-            .get_element::<Unknown>(i)
-            .and_then(|item| item.get_type())
-            .is_ok_and(|t| t == ValueType::String)
-        })
+        let mut items = Vec::with_capacity(len as usize);
+        for i in 0..len {
+          // Each item is read once, checked and copied at once.
+          let item: Unknown = array.get_element(i)?;
+          if item.get_type()? != ValueType::String {
+            items.clear();
+            break;
+          }
+          items.push(text_of(item)?);
+        }
+        (items.len() == len as usize).then_some(HeaderValue::List(items))
       }
-      _ => false,
+      _ => None,
     };
-    if !ok {
+    let Some(copied) = copied else {
       return Err(errors::option_error(
         env,
         call,
         &format!("headers[{name:?}]"),
         "must be a string, a number or an array of strings",
       ));
-    }
-    pairs.push((name, value));
+    };
+    pairs.push((name, copied));
   }
   Ok(pairs)
+}
+
+/// A string value's text (lone surrogates become U+FFFD; Node and
+/// `Headers` refuse such values anyway).
+fn text_of(value: Unknown) -> Result<String> {
+  // SAFETY: callers checked that the value is a string.
+  let text = unsafe { value.cast::<JsString>() }?;
+  text.into_utf8()?.into_owned()
 }
 
 /// The default headers, then the user's over them (a user header replaces a
@@ -189,7 +205,7 @@ fn read_headers<'env>(
 /// connection-specific headers are left out, the user's too.
 pub fn response_headers<'env>(
   env: &'env Env,
-  user: &[(String, Unknown<'env>)],
+  user: &[(String, HeaderValue)],
   request: headers::Request,
 ) -> Result<Object<'env>> {
   let names: Vec<&str> = user.iter().map(|(name, _)| name.as_str()).collect();
@@ -198,8 +214,19 @@ pub fn response_headers<'env>(
     headers.set_named_property(name, value)?;
   }
   for (name, value) in user {
-    if headers::keeps_user_header(request, name) {
-      headers.set_named_property(name, *value)?;
+    if !headers::keeps_user_header(request, name) {
+      continue;
+    }
+    match value {
+      HeaderValue::Text(text) => headers.set_named_property(name, text.as_str())?,
+      HeaderValue::Number(number) => headers.set_named_property(name, *number)?,
+      HeaderValue::List(items) => {
+        let mut array = env.create_array(items.len() as u32)?;
+        for (i, item) in items.iter().enumerate() {
+          array.set(i as u32, item.as_str())?;
+        }
+        headers.set_named_property(name, array)?
+      }
     }
   }
   Ok(headers)
@@ -279,19 +306,28 @@ pub fn last_event_id(req: &Object) -> Result<Option<String>> {
 /// The resume position of a Fetch `Request`: its `Last-Event-ID` header
 /// (`request.headers.get('last-event-id')`) when it has the accepted form,
 /// else the `lastEventId` query parameter of `request.url`.
-pub fn fetch_last_event_id(request: &Object, headers: &Object) -> Result<Option<String>> {
-  let get: Function<&str, Unknown> = headers.get_named_property("get")?;
-  let value = get.apply(headers, "last-event-id")?;
+/// `request` is what [`crate::sse`] found: the `headers` object, its `get`
+/// method and the `url`, each read once.
+pub fn fetch_last_event_id(request: &FetchRequest) -> Result<Option<String>> {
+  let value = request.get.apply(request.headers, "last-event-id")?;
   if let Some(value) = bounded_string(value, validate::MAX_LAST_EVENT_ID_LEN)? {
     if let Some(id) = validate::last_event_id(value.as_bytes()) {
       return Ok(Some(id.to_owned()));
     }
   }
   // Whole URLs: the request target, with the scheme and host before it.
-  let Some(url) = short_string(request, "url", 72 * 1024)? else {
+  let Some(url) = bounded_string(request.url, 72 * 1024)? else {
     return Ok(None);
   };
   Ok(validate::query_last_event_id(url.as_bytes()))
+}
+
+/// The parts of a Fetch `Request` the constructor reads, each read once.
+pub struct FetchRequest<'env> {
+  pub object: Object<'env>,
+  pub url: Unknown<'env>,
+  pub headers: Object<'env>,
+  pub get: Function<'env, &'static str, Unknown<'env>>,
 }
 
 /// `object[name]` when it is a string of at most `max` UTF-16 units.

@@ -69,8 +69,8 @@ impl SSE {
     options: Option<Unknown>,
   ) -> Result<Self> {
     crate::construct::check_new::<SSE>(env, &this.object, "SSE")?;
-    if let Some(headers) = fetch_headers(req, res)? {
-      return open_fetch(env, this, req, headers, Some(res), options);
+    if let Some(request) = fetch_request(req, res)? {
+      return open_fetch(env, this, request, Some(res), options);
     }
     let req = expect_object(env, req, "req")?;
     let res = expect_object(env, res, "res")?;
@@ -121,13 +121,14 @@ impl SSE {
   }
 }
 
-/// The Fetch form: the options come second, the front makes the body and
-/// the `Response`.
+/// The Fetch form: the options come second. Everything that can fail or
+/// run user code (the options, `headers.get`, the `signal` getter, the
+/// `Headers` the front builds) runs before the engine opens the stream, so
+/// a failure leaves nothing behind; what runs after is the front's own code.
 fn open_fetch<'env>(
   env: &Env,
   this: This<'env>,
-  request: Unknown<'env>,
-  headers: Object<'env>,
+  request: open::FetchRequest<'env>,
   options: Option<Unknown<'env>>,
   extra: Option<Unknown<'env>>,
 ) -> Result<SSE> {
@@ -138,27 +139,31 @@ fn open_fetch<'env>(
       "new SSE(request, options) takes two arguments: a Fetch Request and the options",
     ));
   }
-  // SAFETY: `fetch_headers` found an object here.
-  let request = unsafe { request.cast::<Object>() }?;
   let given = open::read_options(env, options, Form::Fetch)?;
   let response_headers = open::response_headers(
     env,
     &given.headers,
     native_sse_core::headers::Request::fetch(),
   )?;
-  let last_event_id = open::fetch_last_event_id(&request, &headers)?;
+  let last_event_id = open::fetch_last_event_id(&request)?;
   let state = State::get(env)?;
+  // The cap, for the body's own high-water mark (Infinity for none).
+  let cap = match given.options.max_buffered_bytes {
+    u64::MAX => f64::INFINITY,
+    bytes => bytes as f64,
+  };
+  let prepare: Function<PrepareFetchArgs, Unknown> = state.glue(env, "prepareFetch")?;
+  let sink = prepare.call(FnArgs::from((request.object, response_headers, cap)))?;
   let uuid = uuid::Uuid::new_v4().to_string();
   let (key, flags) = open_in_engine(&state, &uuid, &last_event_id, given.options, Form::Fetch)?;
   let attach: Function<AttachFetchArgs, Unknown> = state.glue(env, "attachFetch")?;
   let attached = attach.call(FnArgs::from((
     this.object,
-    request,
+    sink,
     key.to_bits() as f64,
     flags,
     uuid,
     last_event_id,
-    response_headers,
   )));
   if let Err(err) = attached {
     let _ = state.with(|engine| engine.gone(key, native_sse_core::CloseReason::Server));
@@ -197,14 +202,15 @@ fn open_in_engine(
   })
 }
 
-/// `request.headers` when the arguments are the Fetch form: a first
+/// The request's parts when the arguments are the Fetch form: a first
 /// argument with a `url` string and `headers` that have a `get` method
 /// (a `Request`, or a framework's request that stands for one), and no
-/// response object second (its options, if anything).
-fn fetch_headers<'env>(
+/// response object second (its options, if anything). Each property is
+/// read once; what is read is what is used.
+fn fetch_request<'env>(
   first: Unknown<'env>,
   second: Unknown<'env>,
-) -> Result<Option<Object<'env>>> {
+) -> Result<Option<open::FetchRequest<'env>>> {
   if first.get_type()? != ValueType::Object {
     return Ok(None);
   }
@@ -217,19 +223,28 @@ fn fetch_headers<'env>(
     }
   }
   // SAFETY: the value's type was checked above.
-  let first = unsafe { first.cast::<Object>() }?;
-  let url: Unknown = first.get_named_property("url")?;
+  let object = unsafe { first.cast::<Object>() }?;
+  let url: Unknown = object.get_named_property("url")?;
   if url.get_type()? != ValueType::String {
     return Ok(None);
   }
-  let headers: Unknown = first.get_named_property("headers")?;
+  let headers: Unknown = object.get_named_property("headers")?;
   if headers.get_type()? != ValueType::Object {
     return Ok(None);
   }
   // SAFETY: the value's type was checked just before.
   let headers = unsafe { headers.cast::<Object>() }?;
   let get: Unknown = headers.get_named_property("get")?;
-  Ok((get.get_type()? == ValueType::Function).then_some(headers))
+  if get.get_type()? != ValueType::Function {
+    return Ok(None);
+  }
+  Ok(Some(open::FetchRequest {
+    object,
+    url,
+    headers,
+    // SAFETY: the value's type was checked just before.
+    get: unsafe { get.cast::<Function<&'static str, Unknown>>() }?,
+  }))
 }
 
 /// `attachStream(sse, res, key, flags, uuid, lastEventId)`: the front takes
@@ -237,16 +252,19 @@ fn fetch_headers<'env>(
 type AttachStreamArgs<'env> =
   FnArgs<(Object<'env>, Object<'env>, f64, u32, String, Option<String>)>;
 
-/// `attachFetch(sse, request, key, flags, uuid, lastEventId, headers)`: the
-/// front makes the body and the `Response`.
+/// `prepareFetch(request, headers, cap)`: the front reads the signal and
+/// builds the `Headers` and the body's sink; it may throw.
+type PrepareFetchArgs<'env> = FnArgs<(Object<'env>, Object<'env>, f64)>;
+
+/// `attachFetch(sse, sink, key, flags, uuid, lastEventId)`: the front takes
+/// over the sink (its own code only).
 type AttachFetchArgs<'env> = FnArgs<(
   Object<'env>,
-  Object<'env>,
+  Unknown<'env>,
   f64,
   u32,
   String,
   Option<String>,
-  Object<'env>,
 )>;
 
 fn expect_object<'env>(env: &Env, value: Unknown<'env>, what: &str) -> Result<Object<'env>> {

@@ -38,8 +38,9 @@ impl CloseReason {
   }
 }
 
-/// At most this many replay bytes are queued for one write; the rest
-/// follows when the socket has taken them.
+/// At most this many replay bytes are queued for one write (or a quarter
+/// of the stream's cap, when that is less); the rest follows when the
+/// socket has taken them.
 pub const REPLAY_STEP_BYTES: usize = 64 * 1024;
 
 /// Events a client missed, written in steps that follow the socket, before
@@ -126,6 +127,7 @@ impl Stream {
   /// done, what was held behind it. Returns whether the replay finished
   /// (its slot, if it had one, is free again).
   pub fn refill(&mut self) -> bool {
+    let step = self.replay_step();
     let Some(replay) = self.replay.as_mut() else {
       return false;
     };
@@ -133,7 +135,7 @@ impl Stream {
       return false;
     }
     let mut queued = self.pending.len();
-    while queued < REPLAY_STEP_BYTES {
+    while queued < step {
       let Some(frame) = replay.frames.pop_front() else {
         break;
       };
@@ -153,6 +155,15 @@ impl Stream {
       return true;
     }
     false
+  }
+
+  /// The replay bytes for one write: [`REPLAY_STEP_BYTES`], or a quarter
+  /// of a smaller cap, so that a step waiting in the response (which may
+  /// already hold up to its high-water mark) leaves the stream under its
+  /// cap. A frame larger than the step still goes out whole.
+  pub fn replay_step(&self) -> usize {
+    let quarter = usize::try_from(self.max_buffered / 4).unwrap_or(usize::MAX);
+    REPLAY_STEP_BYTES.min(quarter).max(1)
   }
 
   /// Whether the replay waits for frames that are not here yet.

@@ -567,6 +567,49 @@ fn a_replay_larger_than_the_cap_is_written_in_steps() {
 }
 
 #[test]
+fn a_replay_fits_a_cap_smaller_than_a_step() {
+  let mut d = Driver::new();
+  let size = 1000;
+  let count = 300; // ~300 KiB of history, a cap of 32 KiB
+  let cap = 32 * 1024;
+  let a = filled(&mut d, count, size);
+  let frame_len = framed_channel(id(1), "old", &replay_data(1, size)).len();
+  let s = d.open("s", Some("1000-1"), options(cap));
+  d.slow.insert(s);
+  d.add(a, s);
+  for round in 0.. {
+    assert!(round < 10_000, "the replay does not end");
+    d.settle();
+    assert!(d.engine.is_open(s), "the replay overflowed");
+    let done = d.engine.stream(s).unwrap().replay.is_none();
+    if done && d.engine.queued_bytes(s) == 0 {
+      break;
+    }
+    d.drain(s);
+  }
+  assert!(d.destroyed.is_empty());
+  let step = d.engine.stream(s).unwrap().replay_step();
+  assert_eq!(step, cap as usize / 4);
+  let welcome_len = welcome("s", false).len();
+  for chunk in d.chunks(s) {
+    assert!(
+      chunk.bytes.len() <= welcome_len + step + frame_len,
+      "a write of {} bytes",
+      chunk.bytes.len()
+    );
+  }
+  let events = d.parsed(s).events();
+  assert_eq!(
+    events.len(),
+    count as usize,
+    "the welcome and every event after 1"
+  );
+  for (n, (_, _, data)) in (2..=count).zip(&events[1..]) {
+    assert_eq!(data, &replay_data(n, size));
+  }
+}
+
+#[test]
 fn replays_past_the_limit_wait_their_turn() {
   let mut d = Driver::new();
   d.engine.set_max_replays(2);
