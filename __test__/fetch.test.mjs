@@ -510,3 +510,32 @@ test('a cap below the high-water mark is kept by a body nobody reads', async () 
   assert.equal(sse.closed, true)
   assert.ok(most <= 4096 + 1000, `bufferedBytes reached ${most}`)
 })
+
+test('the opening heartbeat: a first read that finds nothing gets ":" (the runtime can send the head)', async () => {
+  const idle = new SSE(request())
+  const reader = idle.getResponse().body.getReader()
+  assert.equal(await readUntil(reader, (t) => t.length > 0, { timeoutMs: 1000 }), ':\n\n')
+  idle.send({ eventName: 'a', eventPayload: 1 })
+  assert.equal(await readUntil(reader, (t) => t.length > 0), frame(0, 'a', 1), 'once only')
+  idle.close()
+
+  // Events sent with the Response come first, and no comment at all.
+  const busy = new SSE(request())
+  const early = busy.getResponse().body.getReader()
+  const read = readUntil(early, (t) => t.length > 0)
+  busy.send({ eventName: 'b', eventPayload: 2 })
+  assert.equal(await read, frame(0, 'b', 2))
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  busy.send({ eventName: 'c', eventPayload: 3 })
+  assert.equal(await readUntil(early, (t) => t.length > 0), frame(1, 'c', 3))
+  busy.close()
+
+  // keepAlive: 0 is S42Core 3.x's exact body: nothing until an event.
+  const quiet = new SSE(request(), { keepAlive: 0 })
+  const silent = quiet.getResponse().body.getReader()
+  const first = readUntil(silent, (t) => t.length > 0)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  quiet.send({ eventName: 'd', eventPayload: 4 })
+  assert.equal(await first, frame(0, 'd', 4))
+  quiet.close()
+})

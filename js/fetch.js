@@ -20,6 +20,15 @@
 // and the body ends (an errored body makes the adapters log a stack trace
 // for every slow client, so it ends cleanly, between two events).
 //
+// The response head: Bun.serve, h3 (srvx), Elysia and Next.js send the head
+// only with the first body chunk, so a stream whose first event comes later
+// would look unopened (EventSource fires `open` late). When the runtime
+// first asks for a chunk and none is queued by the end of that tick (after
+// the flush), the body answers with the heartbeat comment `:` (clients
+// ignore it), unless heartbeats are off (`keepAlive: 0`, S42Core 3.x's
+// exact bytes). Events sent with the Response go out first and carry the
+// head themselves.
+//
 // A client that leaves: the request's `signal` aborts or the runtime
 // cancels the body (runtimes differ in which, and when); either is the
 // response's 'close'. On Deno the signal is not read: Deno.serve warns
@@ -32,6 +41,8 @@ const { typeError } = require('./errors.js')
 /** Bytes the sink holds before a write answers "wait" (a socket's default). */
 const HIGH_WATER = 16 * 1024
 const encoder = new TextEncoder()
+/** The opening heartbeat (`:` and a blank line). */
+const OPENING = encoder.encode(':\n\n')
 const onDeno = typeof Deno === 'object' && Deno !== null
 
 /**
@@ -51,8 +62,12 @@ function bytesOf(chunk) {
 }
 
 class BodySink {
-  constructor(request, signal, highWater) {
+  constructor(request, signal, highWater, greet) {
     this.controller = null
+    /** Answer the runtime's first read with OPENING if nothing is queued. */
+    this.greet = greet
+    /** Bytes were given to the stream (then no opening heartbeat is needed). */
+    this.handed = false
     /**
      * The request is kept while the stream is open: undici links a
      * Request's signal to the one it was made with only through a weak
@@ -95,6 +110,7 @@ class BodySink {
 
   /** Gives `bytes` to the stream; false when the runtime closed it. */
   hand(bytes) {
+    this.handed = true
     try {
       this.controller.enqueue(bytes)
       return true
@@ -108,8 +124,13 @@ class BodySink {
   /** The runtime asks for the next chunk. */
   pulled() {
     if (this.controller === null) return
+    const first = this.greet
+    this.greet = false
     if (this.queue.length === 0) {
       this.wanted = true
+      // After this tick's flush: the events sent with the Response come
+      // first when there are any.
+      if (first) setTimeout(greetLater, 0, this)
       return
     }
     const bytes = this.queue.shift()
@@ -193,6 +214,13 @@ class BodySink {
   }
 }
 
+/** The runtime's first read is still waiting: the opening heartbeat. */
+function greetLater(sink) {
+  if (sink.handed || !sink.wanted || sink.controller === null || sink.writableEnded || sink.destroyed) return
+  sink.wanted = false
+  sink.hand(OPENING)
+}
+
 /** The user's headers may repeat a name (arrays), as `writeHead` takes them. */
 function responseHeaders(given) {
   const headers = new Headers()
@@ -221,10 +249,10 @@ function responseHeaders(given) {
  * happens here, so that a failure leaves nothing open. Returns the sink,
  * with the body and the `Response` made.
  */
-function prepareFetch(request, given, cap) {
+function prepareFetch(request, given, cap, greet) {
   const headers = responseHeaders(given)
   const signal = onDeno ? null : request.signal
-  const sink = new BodySink(request, isSignal(signal) ? signal : null, highWaterFor(cap))
+  const sink = new BodySink(request, isSignal(signal) ? signal : null, highWaterFor(cap), greet)
   const body = new ReadableStream(
     {
       start(controller) {

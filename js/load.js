@@ -41,10 +41,13 @@ function explain(err) {
   const named = /run again with the (--allow-[a-z]+) flag/.exec(String(err?.message ?? ''))
   if (named !== null && !missing.includes(named[1])) missing.push(named[1])
   if (missing.length === 0) return err
-  return new Error(
+  // Not `cause`: Deno prints the cause chain, and napi-rs's error carries
+  // the "npm has a bug" advice this message replaces.
+  const explained = new Error(
     `native-sse: Deno must be allowed to load the native addon: run with ${missing.join(' ')} (${DENO_COMMAND})`,
-    { cause: err },
   )
+  Object.defineProperty(explained, 'loadError', { value: err, enumerable: false })
+  return explained
 }
 
 module.exports = { load }

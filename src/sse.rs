@@ -153,7 +153,9 @@ fn open_fetch<'env>(
     bytes => bytes as f64,
   };
   let prepare: Function<PrepareFetchArgs, Unknown> = state.glue(env, "prepareFetch")?;
-  let sink = prepare.call(FnArgs::from((request.object, response_headers, cap)))?;
+  // Heartbeats on: the first read of an empty body gets one at once.
+  let greet = given.options.keep_alive_ms > 0;
+  let sink = prepare.call(FnArgs::from((request.object, response_headers, cap, greet)))?;
   let uuid = uuid::Uuid::new_v4().to_string();
   let (key, flags) = open_in_engine(&state, &uuid, &last_event_id, given.options, Form::Fetch)?;
   let attach: Function<AttachFetchArgs, Unknown> = state.glue(env, "attachFetch")?;
@@ -252,9 +254,9 @@ fn fetch_request<'env>(
 type AttachStreamArgs<'env> =
   FnArgs<(Object<'env>, Object<'env>, f64, u32, String, Option<String>)>;
 
-/// `prepareFetch(request, headers, cap)`: the front reads the signal and
-/// builds the `Headers` and the body's sink; it may throw.
-type PrepareFetchArgs<'env> = FnArgs<(Object<'env>, Object<'env>, f64)>;
+/// `prepareFetch(request, headers, cap, greet)`: the front reads the signal
+/// and builds the `Headers` and the body's sink; it may throw.
+type PrepareFetchArgs<'env> = FnArgs<(Object<'env>, Object<'env>, f64, bool)>;
 
 /// `attachFetch(sse, sink, key, flags, uuid, lastEventId)`: the front takes
 /// over the sink (its own code only).
