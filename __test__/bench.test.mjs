@@ -1,7 +1,8 @@
 // The benchmark still runs, and every row counts its events correctly
 // (quick mode: tiny sizes, no timing assertions); the many-streams rows and
 // the instruction-count mode (callgrind, when valgrind is installed) yield
-// numbers.
+// numbers. The Fetch-form rows run their servers under Bun and under Node
+// (@hono/node-server), about 4 s of the quick run.
 import assert from 'node:assert/strict'
 import { execFile, execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -32,6 +33,7 @@ test('npm run bench -- --quick runs every scenario for every implementation with
     const result = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'))
     const streamImpls = ['raw', 's42-js', 'better-sse', 'native-sse']
     const broadcastImpls = ['native-sse', 'native-sse-window10', 'better-sse', 'hand-loop']
+    const fetchImpls = ['native-sse', 'hono-streamSSE', 'better-sse-fetch']
     const expected = {
       burst: streamImpls,
       paced: streamImpls,
@@ -43,12 +45,24 @@ test('npm run bench -- --quick runs every scenario for every implementation with
       'broadcast-10k': broadcastImpls,
       'broadcast-latency': ['native-sse', 'native-sse-window10'],
       stalled: ['native-sse', 'better-sse', 'hand-loop'],
+      'fetch-bun-burst': fetchImpls,
+      'fetch-bun-broadcast': fetchImpls,
+      'fetch-node-burst': fetchImpls,
+      'fetch-node-broadcast': fetchImpls,
     }
     assert.deepEqual(result.scenarios.map((s) => s.name), Object.keys(expected))
     for (const scenario of result.scenarios) assert.deepEqual(scenario.impls, expected[scenario.name])
     assert.equal(result.rows.length, Object.values(expected).flat().length)
     for (const row of result.rows) assert.equal(row.valid, true, `${row.scenario}/${row.impl}: ${row.error}`)
-    const keys = { stream: 'eventsPerSec', idle: 'heapBytesPerConn', broadcast: 'eventsPerSec', stalled: 'rssGrowthMB', many: 'eventLoopDelayP99Ms' }
+    const keys = {
+      stream: 'eventsPerSec',
+      idle: 'heapBytesPerConn',
+      broadcast: 'eventsPerSec',
+      stalled: 'rssGrowthMB',
+      many: 'eventLoopDelayP99Ms',
+      'fetch-stream': 'cpuMicrosPerEvent',
+      'fetch-broadcast': 'cpuMicrosPerDelivery',
+    }
     for (const scenario of result.scenarios) {
       for (const impl of scenario.impls) {
         const entry = result.summary[scenario.name][impl]
@@ -61,9 +75,14 @@ test('npm run bench -- --quick runs every scenario for every implementation with
     // and order; here the totals).
     for (const row of result.rows) {
       const scenario = result.scenarios.find((s) => s.name === row.scenario)
-      if (scenario.kind === 'broadcast') {
+      if (scenario.kind === 'broadcast' || scenario.kind === 'fetch-broadcast') {
         assert.equal(row.deliveries, scenario.clients * scenario.count, `${row.scenario}/${row.impl}`)
         assert.ok(row.latencyP50Ms > 0 && row.latencyP99Ms >= row.latencyP50Ms, `${row.scenario}/${row.impl} latency`)
+      } else if (scenario.kind === 'fetch-stream') {
+        // The client checked every event (ids from 0); here the count and the server's runtime.
+        assert.equal(row.received, scenario.count, `${row.scenario}/${row.impl}`)
+        assert.match(row.runtime, scenario.runtime === 'bun' ? /^bun \d/ : /^node v\d/, `${row.scenario}/${row.impl} runtime`)
+        assert.ok(row.eventsPerSec > 0 && row.cpuMicrosPerEvent > 0, `${row.scenario}/${row.impl} numbers`)
       } else if (scenario.kind === 'stalled') {
         assert.equal(row.deliveries, scenario.clients * (scenario.count - scenario.warmup), `${row.scenario}/${row.impl}`)
         assert.equal(row.overflowClosed, scenario.cappedImpls.includes(row.impl), `${row.impl}: stalled member closed for overflow`)
@@ -99,10 +118,19 @@ test('npm run bench -- --quick runs every scenario for every implementation with
     assert.ok(result.targets.length >= 15)
     assert.match(stdout, /Targets \(native-sse/)
     assert.match(stdout, /flushWindow 10 adds/)
+    // The Fetch form's targets: ahead of both others, per runtime and kind.
+    for (const name of ['fetch-bun-burst', 'fetch-bun-broadcast', 'fetch-node-burst', 'fetch-node-broadcast']) {
+      for (const base of ['hono-streamSSE', 'better-sse-fetch']) {
+        const mine = result.targets.filter((t) => t.name.startsWith(`${name}: `) && t.name.endsWith(`native-sse vs ${base}`))
+        assert.equal(mine.length, 2, `${name} vs ${base}: events/s and CPU targets`)
+        for (const target of mine) assert.ok(Number.isFinite(target.ratio), target.name)
+      }
+    }
     const chart = readFileSync(join(out, 'chart.svg'), 'utf8')
     assert.match(chart, /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/)
     assert.match(chart, /Stalled member/)
     assert.match(chart, /event-loop delay p99/)
+    assert.match(chart, /Fetch form/)
     if (hasValgrind) assert.match(chart, /instructions per event/)
   } finally {
     rmSync(out, { recursive: true, force: true })
@@ -125,6 +153,28 @@ test('the client marks a row invalid when events are missing or out of order', {
     const result = await Promise.race([done, after(10_000, { timeout: true })])
     assert.equal(result.valid, false)
     assert.match(result.error, /expected id 3, got id 4/)
+  } finally {
+    client.kill()
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+  }
+})
+
+test('the client checks ids from `first` (0 in the Fetch rows): ids counted from 1 are caught', { timeout: 60_000 }, async () => {
+  const { fork } = await import('node:child_process')
+  const http = await import('node:http')
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream' })
+    for (const seq of [0, 1, 2]) res.write(`id: ${seq + 1}\nevent: tick\ndata: {"i":${seq},"p":""}\n\n`)
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const client = fork(fileURLToPath(new URL('../benchmark/client.mjs', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  try {
+    const done = new Promise((resolve) => client.on('message', (m) => m.type === 'done' && resolve(m)))
+    client.send({ type: 'stream', port: server.address().port, count: 3, eventName: 'tick', first: 0 })
+    const result = await Promise.race([done, after(10_000, { timeout: true })])
+    assert.equal(result.valid, false)
+    assert.match(result.error, /expected id 0, got id 1/)
   } finally {
     client.kill()
     server.closeAllConnections()

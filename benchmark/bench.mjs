@@ -12,6 +12,14 @@
 // many-streams (many-streams.mjs): 20 000 open streams with a heartbeat
 // every second, and the server's event-loop delay, heap and RSS with them.
 //
+// The Fetch-form scenarios (fetch.mjs): native-sse's `new SSE(request)` +
+// `getResponse()` next to Hono's `streamSSE` and better-sse's Fetch mode
+// (`createResponse`), on the same server: Bun.serve (the server process
+// run by Bun) or Node with @hono/node-server. A burst on one stream and a
+// broadcast to 1 000 clients (native-sse's Channel, better-sse's channel, a
+// loop over Hono's streams) on each: fetch-bun-burst, fetch-bun-broadcast,
+// fetch-node-burst, fetch-node-broadcast (`--only` takes these names).
+//
 // The instruction-count mode (instructions.mjs) counts the server's
 // instructions per event in burst and paced with valgrind's callgrind, a
 // measure that does not move with the machine's load. It runs after the
@@ -31,6 +39,8 @@ import { measureBroadcast, measureStalled } from './broadcast.mjs'
 import { BROADCAST_IMPLEMENTATION_NAMES } from './broadcast-impls.mjs'
 import { renderChart } from './chart.mjs'
 import { child as forkChild } from './child.mjs'
+import { measureFetchBroadcast, measureFetchStream } from './fetch.mjs'
+import { FETCH_IMPLEMENTATION_NAMES } from './fetch-impls.mjs'
 import { IMPLEMENTATION_NAMES } from './implementations.mjs'
 import { measureInstructions, printInstructions } from './instructions.mjs'
 import { measureManyStreams } from './many-streams.mjs'
@@ -67,6 +77,7 @@ const ROW_TIMEOUT_MS = 120_000
 // against (`bases`).
 const STREAM_IMPLS = { impls: IMPLEMENTATION_NAMES, bases: ['raw', 'better-sse'] }
 const BROADCAST_IMPLS = { impls: BROADCAST_IMPLEMENTATION_NAMES, bases: ['better-sse', 'hand-loop'] }
+const FETCH_IMPLS = { impls: FETCH_IMPLEMENTATION_NAMES, bases: ['hono-streamSSE', 'better-sse-fetch'] }
 const MiB = 2 ** 20
 // The stalled scenario: 16 KiB events; after a warm-up with the normal
 // clients only, 100 MiB of events (6 400) go to the stalled member and the
@@ -112,7 +123,8 @@ const ALL_SCENARIOS = [
   // each. broadcast-latency: 1 000 x 100 events 40 ms apart (~4.5 s), and
   // stalled (~1.5-4 s): 3 rounds. The timed rows of the default `npm run
   // bench` take about 9 minutes on the 2-core machine (5 without
-  // many-streams), the instruction counts 6-10 more; --quick about 1 minute.
+  // many-streams) and the Fetch-form rows below 2.5 more, the instruction
+  // counts 6-10 more; --quick about 1 minute.
   { name: 'broadcast-1k', kind: 'broadcast', clients: QUICK ? 20 : 1000, processes: 2, count: QUICK ? 30 : 200,
     payloadBytes: 100, window: 256, ackStep: 32, ...BROADCAST_IMPLS, rounds: BROADCAST_ROUNDS,
     about: 'clients (2 client processes), one 100 B event per turn to all (saturated: latency is mostly queueing)' },
@@ -129,6 +141,25 @@ const ALL_SCENARIOS = [
     maxBufferedBytes: QUICK ? 256 * 1024 : undefined, capBytes: QUICK ? 256 * 1024 : 4 * MiB,
     impls: ['native-sse', 'better-sse', 'hand-loop'], bases: [], cappedImpls: ['native-sse'],
     about: `one client stops reading while ${STALLED_BYTES / MiB} MiB of 16 KiB broadcasts go to it and to 4 normal clients` },
+  // The Fetch form (fetch.mjs), each runtime with its server: a burst as
+  // `burst` (200 000 small events, 100 per turn, ids from 0) and a
+  // broadcast as broadcast-1k (1 000 clients, 200 events of 100 B, one per
+  // turn). 3 rounds, 5 for the Bun broadcast (4 s a row; its events/s
+  // swings most: there the server and the two client processes together
+  // fill the 2 cores, and the machine's other work shows): about 3 minutes
+  // for the four on the 2-core machine (Hono and better-sse on Node take
+  // 10-15 s a broadcast row); --quick 2 000 events and 20 clients x 30
+  // events, about 4 s.
+  ...['bun', 'node'].flatMap((runtime) => {
+    const server = runtime === 'bun' ? 'Bun.serve' : 'Node + @hono/node-server'
+    return [
+      { name: `fetch-${runtime}-burst`, kind: 'fetch-stream', runtime, count: QUICK ? 2000 : 200_000, batch: 100, payloadBytes: 50, ...FETCH_IMPLS,
+        about: `Fetch form on ${server}: one client, 100 small (50 B) events per event-loop turn` },
+      { name: `fetch-${runtime}-broadcast`, kind: 'fetch-broadcast', runtime, clients: QUICK ? 20 : 1000, processes: 2, count: QUICK ? 30 : 200,
+        payloadBytes: 100, window: 256, ackStep: 32, ...FETCH_IMPLS, rounds: runtime === 'bun' ? BROADCAST_ROUNDS : undefined,
+        about: `clients (2 client processes) of a Fetch form on ${server}, one 100 B event per turn to all` },
+    ]
+  }),
 ]
   .filter((s) => !ONLY || ONLY.includes(s.name))
 const pickImpls = (impls) => impls.filter((impl) => !ONLY_IMPLS || ONLY_IMPLS.includes(impl))
@@ -217,6 +248,12 @@ const METRICS = {
     { key: 'cpuMicrosPerEvent', label: 'server CPU µs/event', better: 'lower', fmt: (v) => v.toFixed(2) },
     { key: 'maxRssMB', label: 'server peak RSS MB', better: 'lower', fmt: (v) => v.toFixed(0) },
   ],
+  'fetch-stream': [
+    { key: 'eventsPerSec', label: 'events/s', better: 'higher', fmt: int },
+    { key: 'cpuMicrosPerEvent', label: 'server CPU µs/event', better: 'lower', fmt: (v) => v.toFixed(2) },
+    { key: 'userCpuMicrosPerEvent', label: '  of which user space', better: 'lower', fmt: (v) => v.toFixed(2) },
+    { key: 'maxRssMB', label: 'server peak RSS MB', better: 'lower', fmt: (v) => v.toFixed(0) },
+  ],
   idle: [
     { key: 'heapBytesPerConn', label: 'heap B/conn', better: 'lower', fmt: int },
     { key: 'rssBytesPerConn', label: 'RSS B/conn', better: 'lower', fmt: int },
@@ -244,6 +281,8 @@ const METRICS = {
     { key: 'heartbeatsPerStreamPerSec', label: 'heartbeats/stream/s', better: 'higher', fmt: (v) => v.toFixed(2) },
   ],
 }
+
+METRICS['fetch-broadcast'] = METRICS.broadcast
 
 function median(values) {
   const sorted = [...values].sort((a, b) => a - b)
@@ -320,6 +359,18 @@ function evaluateTargets(summary, instructions) {
     add(`${scenario.name}: events/s, native-sse vs hand-loop`, events(native) / events('hand-loop'), (x) => x >= 1.0, '>= 1.0x')
     add(`${scenario.name}: events/s, native-sse flushWindow 10 vs better-sse`, events('native-sse-window10') / events('better-sse'), (x) => x >= 3, '>= 3x')
   }
+  // The Fetch form ahead of both others on the same server, for each
+  // runtime and kind: more events/s and less server CPU per event.
+  for (const scenario of SCENARIOS.filter((s) => s.kind === 'fetch-stream' || s.kind === 'fetch-broadcast')) {
+    const cpuKey = scenario.kind === 'fetch-stream' ? 'cpuMicrosPerEvent' : 'cpuMicrosPerDelivery'
+    const cpuLabel = scenario.kind === 'fetch-stream' ? 'server CPU/event' : 'server CPU/delivery'
+    for (const base of scenario.bases) {
+      add(`${scenario.name}: events/s, native-sse vs ${base}`,
+        get(scenario.name, native, 'eventsPerSec') / get(scenario.name, base, 'eventsPerSec'), (x) => x > 1, '> 1.0x')
+      add(`${scenario.name}: ${cpuLabel}, native-sse vs ${base}`,
+        get(scenario.name, native, cpuKey) / get(scenario.name, base, cpuKey), (x) => x < 1, '< 1.0x')
+    }
+  }
   const stalled = SCENARIOS.find((s) => s.kind === 'stalled')
   if (stalled) {
     const limitMB = stalled.capBytes / 2 ** 20 + STALLED_SLACK_MB
@@ -352,7 +403,8 @@ function evaluateTargets(summary, instructions) {
 function printSummary(summary, rows) {
   for (const scenario of SCENARIOS) {
     let size = scenario.about
-    if (scenario.kind === 'broadcast') size = `${scenario.clients.toLocaleString('en-US')} ${scenario.about}, ${scenario.count} events`
+    if (scenario.kind === 'broadcast' || scenario.kind === 'fetch-broadcast') size = `${scenario.clients.toLocaleString('en-US')} ${scenario.about}, ${scenario.count} events`
+    if (scenario.kind === 'fetch-stream') size = `${scenario.about}, ${scenario.count.toLocaleString('en-US')} events`
     if (scenario.kind === 'many') size = `${scenario.streams.toLocaleString('en-US')} ${scenario.about}, over ${scenario.seconds} s`
     console.log(`\n${scenario.name}: ${size}; ${scenario.rounds} round(s)`)
     if (scenario.kind === 'many') {
@@ -395,6 +447,10 @@ async function measure(impl, scenario) {
       return measureStalled(impl, scenario, opts)
     case 'many':
       return measureManyStreams(impl, scenario, opts)
+    case 'fetch-stream':
+      return measureFetchStream(impl, scenario, opts)
+    case 'fetch-broadcast':
+      return measureFetchBroadcast(impl, scenario, opts)
   }
 }
 
@@ -413,7 +469,7 @@ async function main() {
         rows.push({ scenario: scenario.name, impl, round, ...result })
         const shown = result.valid ? '' : ` INVALID: ${result.error}`
         const took = ((performance.now() - rowStart) / 1000).toFixed(1)
-        process.stdout.write(`round ${round + 1}/${scenario.rounds} ${scenario.name.padEnd(17)} ${impl.padEnd(19)} ${took.padStart(5)} s${shown}\n`)
+        process.stdout.write(`round ${round + 1}/${scenario.rounds} ${scenario.name.padEnd(20)} ${impl.padEnd(19)} ${took.padStart(5)} s${shown}\n`)
       }
     }
   }

@@ -84,9 +84,12 @@ async function runRow(impl, spec, opts) {
   const stalled = spec.stalled ?? 0
   const warmup = spec.warmup ?? 0
   if (warmup % ackStep !== 0) throw new Error('warmup must be a multiple of ackStep')
-  const serverArgs = [impl]
+  // `opts.server`: another server speaking broadcast-server.mjs's protocol
+  // (the Fetch-form rows: fetch-server.mjs, maybe under Bun).
+  const { script = 'broadcast-server.mjs', argv = [], execArgv = opts.serverNodeArgs, execPath } = opts.server ?? {}
+  const serverArgs = [...argv, impl]
   if (maxBufferedBytes !== undefined) serverArgs.push(String(maxBufferedBytes))
-  const server = child('broadcast-server.mjs', serverArgs, opts.serverNodeArgs, opts.timeoutMs)
+  const server = child(script, serverArgs, execArgv, opts.timeoutMs, { execPath })
   const clients = Array.from({ length: processes }, () => child('broadcast-client.mjs', [], [], opts.timeoutMs))
   const stalledClient = stalled ? child('broadcast-client.mjs', [], [], opts.timeoutMs) : null
   try {

@@ -10,6 +10,8 @@ const COLORS = {
   'better-sse': '#4285f4',
   'native-sse': '#db4437',
   'native-sse-window10': '#8c1d13',
+  'hono-streamSSE': '#ff8a00',
+  'better-sse-fetch': '#8ab4f8',
 }
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;')
 
@@ -53,6 +55,9 @@ export function renderChart(result) {
   // The instruction-count mode (absent from older results.json files).
   const counted = result.instructions?.summary ?? {}
   const instructionGroups = (result.instructions?.scenarios ?? []).filter((s) => counted[s.name])
+  // The Fetch-form rows (absent from older results.json files).
+  const fetchRows = [...of('fetch-stream'), ...of('fetch-broadcast')]
+  const fetchCpu = (g) => (g.kind === 'fetch-stream' ? 'cpuMicrosPerEvent' : 'cpuMicrosPerDelivery')
   const many = of('many')
   const latency = of('broadcast').filter((s) => s.name === 'broadcast-latency')
   const panels = [
@@ -72,6 +77,10 @@ export function renderChart(result) {
       value: (g, impl) => metric(g, impl, 'latencyP50Ms'), format: (v) => `${v.toFixed(1)} ms` },
     { title: 'Broadcast every 40 ms to 1 000 clients: latency p99, ms (lower is better)', groups: latency,
       value: (g, impl) => metric(g, impl, 'latencyP99Ms'), format: (v) => `${v.toFixed(1)} ms` },
+    { title: 'Fetch form (same server per row): delivered events/s, relative to hono-streamSSE (higher is better)', groups: fetchRows,
+      value: relative('hono-streamSSE', 'eventsPerSec'), format: x },
+    { title: 'Fetch form: server CPU time per event / delivery, relative to hono-streamSSE (lower is better)', groups: fetchRows,
+      value: (g, impl) => metric(g, impl, fetchCpu(g)) / metric(g, 'hono-streamSSE', fetchCpu(g)), format: x },
     { title: 'Stalled member: server RSS growth, MiB (lower is better)', groups: of('stalled'),
       value: (g, impl) => metric(g, impl, 'rssGrowthMB'), format: (v) => `${v.toFixed(1)} MiB` },
     { title: `${many.map((s) => s.streams.toLocaleString('en-US')).join(', ')} streams, heartbeat every ${many[0]?.keepAlive} ms: event-loop delay p99, ms (lower is better)`,

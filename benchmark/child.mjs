@@ -15,13 +15,16 @@ const here = dirname(fileURLToPath(import.meta.url))
  * (`valgrind --tool=callgrind ...`): the process is started as
  * `<wrap...> node <execArgv...> <script> <argv...>`, with the IPC channel
  * inherited through it.
+ *
+ * `options.execPath` runs the script with another runtime than this Node
+ * (Bun: node_modules/.bin/bun); IPC works the same (JSON messages).
  */
 export function child(script, argv = [], execArgv = [], timeoutMs = 120_000, options = {}) {
-  const { wrap, exitGraceMs = 3000 } = options
+  const { wrap, execPath, exitGraceMs = 3000 } = options
   const stdio = ['ignore', 'inherit', 'inherit', 'ipc']
   const proc = wrap
     ? spawn(wrap[0], [...wrap.slice(1), process.execPath, ...execArgv, join(here, script), ...argv], { stdio })
-    : fork(join(here, script), argv, { execArgv, stdio })
+    : fork(join(here, script), argv, { execArgv, stdio, ...(execPath ? { execPath } : {}) })
   const queue = []
   const waiters = []
   const handlers = new Map()

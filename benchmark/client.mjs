@@ -1,12 +1,13 @@
 // Benchmark load client, in its own process. Driven over IPC by bench.mjs:
-//   <- { type: 'stream', port, count, eventName }  open one stream, expect `count` events
+//   <- { type: 'stream', port, count, eventName, first }  open one stream, expect `count`
+//        events numbered from `first` (1 unless given; 0 for the Fetch form)
 //   -> { type: 'connected' }                       response head received
 //   -> { type: 'done', received, valid, error }    all expected events arrived (or a mismatch)
 //   <- { type: 'idle', port, connections }         open idle streams
 //   -> { type: 'idle-open', open }
-// Every expected event is checked: its name, its id (1, 2, 3 ...) and the
-// sequence number at the start of its JSON data, so lost, duplicated or
-// reordered events make the row invalid.
+// Every expected event is checked: its name, its id (1, 2, 3 ..., or from
+// `first`) and the sequence number at the start of its JSON data, so lost,
+// duplicated or reordered events make the row invalid.
 import http from 'node:http'
 
 import { dataPrefix } from './payload.mjs'
@@ -14,8 +15,8 @@ import { dataPrefix } from './payload.mjs'
 const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity })
 const idle = []
 
-function openStream({ port, count, eventName }) {
-  let expected = 1
+function openStream({ port, count, eventName, first = 1 }) {
+  let expected = first
   let received = 0
   let error = null
   let pending = ''
