@@ -1,8 +1,9 @@
 'use strict'
-// Loads the generated binding (`binding.js`, which finds the addon). On
-// Deno a missing permission makes the loader fail with napi-rs's "npm has
-// a bug" message, which sends the user the wrong way: the failure is
-// explained instead, with the flags that fix it.
+// Loads the generated binding (`binding.js`, which finds the addon). Its
+// own failure message ("npm has a bug related to optional dependencies")
+// sends the user the wrong way, so a failure is explained instead: on Deno
+// a missing permission, with the flags that fix it; elsewhere a platform
+// with neither a prebuilt binary nor a build from source, in one line.
 
 /**
  * What the loader needs on Deno: its environment switches, the system
@@ -26,7 +27,7 @@ function load() {
 }
 
 function explain(err) {
-  if (typeof Deno !== 'object' || Deno === null || typeof Deno.permissions?.querySync !== 'function') return err
+  if (typeof Deno !== 'object' || Deno === null || typeof Deno.permissions?.querySync !== 'function') return missingBinary(err)
   const missing = []
   for (const [flag, descriptor] of DENO_NEEDS) {
     let state
@@ -40,7 +41,7 @@ function explain(err) {
   // The permission Deno refused, as its error names it.
   const named = /run again with the (--allow-[a-z]+) flag/.exec(String(err?.message ?? ''))
   if (named !== null && !missing.includes(named[1])) missing.push(named[1])
-  if (missing.length === 0) return err
+  if (missing.length === 0) return missingBinary(err)
   // Not `cause`: Deno prints the cause chain, and napi-rs's error carries
   // the "npm has a bug" advice this message replaces.
   const explained = new Error(
@@ -50,4 +51,12 @@ function explain(err) {
   return explained
 }
 
+/** The loader found no binary for this platform: one line that says so. */
+function missingBinary(err) {
+  if (!/Cannot find native binding/.test(String(err?.message ?? ''))) return err
+  const explained = new Error(require('./platform.js').missingBinaryMessage())
+  // Not `cause`: the loader's error repeats the advice this line replaces.
+  Object.defineProperty(explained, 'loadError', { value: err, enumerable: false })
+  return explained
+}
 module.exports = { load }
