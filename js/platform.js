@@ -23,12 +23,22 @@ function platformName() {
   return `${platform}-${arch}`
 }
 
+/** At run time: no platform package for this machine and no local build. */
 function missingBinaryMessage() {
   const name = platformName()
   return (
-    `native-sse: no prebuilt binary for ${name} (the optional package native-sse-${name}) is installed and none was built ` +
-    'from source; install Rust (https://rustup.rs) and reinstall native-sse to build it from source'
+    `native-sse: no prebuilt binary for ${name} (the optional package native-sse-${name} is not installed) and none ` +
+    'was built from source; with Rust installed (https://rustup.rs), installing native-sse from its git repository ' +
+    '(npm install github:native-sse/native-sse) builds it'
   )
 }
 
-module.exports = { platformName, missingBinaryMessage }
+/** `prepare` in a git clone, without cargo. */
+function noRustMessage() {
+  return (
+    `native-sse: building from source for ${platformName()} needs Rust, which is not installed: install it ` +
+    '(https://rustup.rs) and run npm install again'
+  )
+}
+
+module.exports = { platformName, missingBinaryMessage, noRustMessage }

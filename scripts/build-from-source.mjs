@@ -5,11 +5,11 @@ import { spawnSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 
 const require = createRequire(import.meta.url)
-const { missingBinaryMessage } = require('../js/platform.js')
+const { noRustMessage } = require('../js/platform.js')
 
 const cargo = spawnSync('cargo', ['--version'], { stdio: 'ignore', shell: process.platform === 'win32' })
 if (cargo.error || cargo.status !== 0) {
-  console.error(missingBinaryMessage())
+  console.error(noRustMessage())
   process.exit(1)
 }
 const build = spawnSync('npm', ['run', 'build'], { stdio: 'inherit', shell: process.platform === 'win32' })
