@@ -102,13 +102,13 @@ describe('the platform packages (npm/)', () => {
 describe('the public types', () => {
   const exportNames = (source) =>
     [...source.matchAll(/^export (?:declare )?(?:interface|type|class|const|function|enum) (\w+)/gm)].map((m) => m[1])
-  const reexported = (source) =>
-    [...source.matchAll(/^export (?:type )?\{([^}]*)\} from '\.\/binding\.js'/gm)].flatMap((m) =>
-      m[1]
-        .split(',')
-        .map((name) => name.trim())
-        .filter(Boolean),
-    )
+  // `export type X = binding.X` (and `export declare const X: typeof
+  // binding.X` for the classes), from `import type * as binding`.
+  const reexported = (source) => [
+    ...new Set([...source.matchAll(/^export (?:type (\w+) = binding\.(\w+)|declare const (\w+): typeof binding\.(\w+))$/gm)]
+      .filter((m) => (m[1] ?? m[3]) === (m[2] ?? m[4]))
+      .map((m) => m[1] ?? m[3])),
+  ]
   const index = readFileSync(join(ROOT, 'index.d.ts'), 'utf8')
   const binding = readFileSync(join(ROOT, 'binding.d.ts'), 'utf8')
 
