@@ -47,6 +47,35 @@ test('string data is sent as it is, one data line per line (CR, LF and CRLF)', a
   )
 })
 
+// Strings are read the same way on every engine: Node writes a lone
+// surrogate as U+FFFD, and the WASI build (emnapi, whose own conversion
+// joins it with the next character) is made to do the same.
+test('lone surrogates: U+FFFD in data and comments, the characters after them kept; refused in names and ids', async () => {
+  const { client, sse } = await srv.open()
+  const welcome = s42Frame(0, 'welcome', { uuid: sse.getUUID() })
+  const refused = [
+    [{ eventName: 'up\uD800date', data: 'x' }, 'ERR_SSE_INVALID_EVENT_NAME'],
+    [{ eventName: 'a\uDC00b', data: 'x' }, 'ERR_SSE_INVALID_EVENT_NAME'],
+    [{ eventName: '\uD83D', data: 'x' }, 'ERR_SSE_INVALID_EVENT_NAME'],
+    [{ eventName: 'x', data: 'x', id: 'id\uD800-7' }, 'ERR_SSE_INVALID_EVENT_ID'],
+    [{ eventName: 'x', data: 'x', id: '\uDE00\uD83D' }, 'ERR_SSE_INVALID_EVENT_ID'],
+  ]
+  for (const [event, code] of refused) {
+    assert.throws(() => sse.send(event), { name: 'TypeError', code, message: /unpaired surrogate/ }, JSON.stringify(event))
+  }
+  assert.equal(sse.send({ eventName: 'text', data: 'a\uD800b|\uDC00c|\uDE00\uD83D|d\uD83D' }), true)
+  assert.equal(sse.send({ eventName: 'pair😀', data: 'é😀\uFFFD', id: 'id-😀' }), true)
+  assert.equal(sse.comment('c\uD800d'), true)
+  const expected =
+    welcome +
+    'id: 1\nevent: text\ndata: a\uFFFDb|\uFFFDc|\uFFFD\uFFFD|d\uFFFD\n\n' +
+    'id: id-😀\nevent: pair😀\ndata: é😀\uFFFD\n\n' +
+    ': c\uFFFDd\n\n'
+  const response = await client.waitForBody((body) => body.length >= expected.length)
+  assert.deepEqual(response.body, Buffer.from(expected))
+  client.close()
+})
+
 test('Buffer and Uint8Array data are sent byte for byte, split the same way', async () => {
   const body = await bodyAfterWelcome(
     (sse) => {

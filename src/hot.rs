@@ -280,9 +280,31 @@ fn array(env: sys::napi_env, plan: Plan<sys::napi_value>) -> Result<sys::napi_va
   Ok(array)
 }
 
-/// A `Float64Array` with `keys`: two Node-API calls for any number of
+/// A `Float64Array` with `keys`: a few Node-API calls for any number of
 /// members, where an array would take two per member.
 fn keys_array(env: sys::napi_env, keys: &[f64]) -> Result<sys::napi_value> {
+  let (buffer, offset) = keys_buffer(env, keys)?;
+  let mut array = ptr::null_mut();
+  // SAFETY: a typed array over the keys' bytes, in the current scope.
+  check_status!(unsafe {
+    sys::napi_create_typedarray(
+      env,
+      sys::TypedarrayType::float64_array,
+      keys.len(),
+      buffer,
+      offset,
+      &mut array,
+    )
+  })?;
+  Ok(array)
+}
+
+/// An `ArrayBuffer` holding `keys` and their byte offset in it.
+///
+/// A native engine hands out the buffer's own memory, which is filled in
+/// place.
+#[cfg(not(target_family = "wasm"))]
+fn keys_buffer(env: sys::napi_env, keys: &[f64]) -> Result<(sys::napi_value, usize)> {
   let bytes = std::mem::size_of_val(keys);
   let mut data = ptr::null_mut();
   let mut buffer = ptr::null_mut();
@@ -295,19 +317,51 @@ fn keys_array(env: sys::napi_env, keys: &[f64]) -> Result<sys::napi_value> {
     // runs before this copy ends; the regions cannot overlap.
     unsafe { ptr::copy_nonoverlapping(keys.as_ptr().cast::<u8>(), data.cast::<u8>(), bytes) };
   }
-  let mut array = ptr::null_mut();
-  // SAFETY: a typed array over the whole buffer, in the current scope.
+  Ok((buffer, 0))
+}
+
+/// An `ArrayBuffer` holding `keys` and their byte offset in it.
+///
+/// Under WASI (emnapi) the memory `napi_create_arraybuffer` hands out is a
+/// copy in wasm memory that the `ArrayBuffer` never sees (every key would
+/// read as 0), so the keys are copied in by `napi_create_buffer_copy`.
+#[cfg(target_family = "wasm")]
+fn keys_buffer(env: sys::napi_env, keys: &[f64]) -> Result<(sys::napi_value, usize)> {
+  let mut copy = ptr::null_mut();
+  // SAFETY: `keys` is valid for the byte length passed; Node-API copies the
+  // bytes into a new `Buffer` before returning (no data pointer asked for).
   check_status!(unsafe {
-    sys::napi_create_typedarray(
+    sys::napi_create_buffer_copy(
       env,
-      sys::TypedarrayType::float64_array,
-      keys.len(),
-      buffer,
-      0,
-      &mut array,
+      std::mem::size_of_val(keys),
+      keys.as_ptr().cast(),
+      ptr::null_mut(),
+      &mut copy,
     )
   })?;
-  Ok(array)
+  let mut buffer = ptr::null_mut();
+  let mut offset = 0;
+  // SAFETY: `copy` is the `Buffer` (a `Uint8Array`) just made; the out
+  // pointers left null are optional in Node-API.
+  check_status!(unsafe {
+    sys::napi_get_typedarray_info(
+      env,
+      copy,
+      ptr::null_mut(),
+      ptr::null_mut(),
+      ptr::null_mut(),
+      &mut buffer,
+      &mut offset,
+    )
+  })?;
+  // emnapi gives the copy a buffer of its own (offset 0).
+  if offset % std::mem::align_of::<f64>() != 0 {
+    return Err(Error::new(
+      Status::GenericFailure,
+      "native-sse: the member keys' buffer is not aligned for a Float64Array",
+    ));
+  }
+  Ok((buffer, offset))
 }
 
 fn type_name(value_type: sys::napi_valuetype) -> &'static str {

@@ -3,11 +3,68 @@
 //! call in which no JavaScript runs. No view of JavaScript memory is kept
 //! past that moment, so user code (a getter, a predicate) that resizes,
 //! transfers or detaches a buffer afterwards cannot reach what was copied.
+//!
+//! A string's UTF-8 form has each lone surrogate as U+FFFD on every engine,
+//! which is what the core's checks rely on: Node (V8) and Bun write it so,
+//! emnapi (the Node-API of the WASI build) does not (it joins a lone
+//! surrogate with the next code unit into some other character). Which kind
+//! of engine this is gets probed once; where it does not replace, strings
+//! are read as UTF-16 and converted here, the same way.
 
 use std::ptr;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use napi::sys;
+use native_sse_core::engine::append_utf16;
 use native_sse_core::Text;
+
+/// What [`utf8_replaces_lone_surrogates`] found: not probed yet, or the
+/// engine's UTF-8 conversion does or does not write U+FFFD.
+static UTF8_CONVERSION: AtomicU8 = AtomicU8::new(NOT_PROBED);
+const NOT_PROBED: u8 = 0;
+const REPLACES: u8 = 1;
+const DOES_NOT_REPLACE: u8 = 2;
+
+/// Whether `napi_get_value_string_utf8` writes each lone surrogate as
+/// U+FFFD, as Node does. One relaxed load after the first call.
+fn utf8_replaces_lone_surrogates(env: sys::napi_env) -> bool {
+  match UTF8_CONVERSION.load(Ordering::Relaxed) {
+    REPLACES => true,
+    DOES_NOT_REPLACE => false,
+    _ => probe_utf8_conversion(env),
+  }
+}
+
+/// Converts `'a\uD800b'` and compares with what Node writes. When the
+/// probe cannot run, this call takes the UTF-16 path (right everywhere) and
+/// the next one probes again.
+#[cold]
+fn probe_utf8_conversion(env: sys::napi_env) -> bool {
+  const UNITS: [u16; 3] = [0x61, 0xD800, 0x62];
+  const NODE_WRITES: &[u8] = b"a\xEF\xBF\xBDb";
+  let mut value = ptr::null_mut();
+  // SAFETY: `env` is the environment of the call in progress; `UNITS`
+  // holds the length passed. The string lives in the current handle scope.
+  let status =
+    unsafe { sys::napi_create_string_utf16(env, UNITS.as_ptr(), UNITS.len() as isize, &mut value) };
+  if status != sys::Status::napi_ok {
+    return false;
+  }
+  let mut buf = [0u8; 16];
+  let mut written = 0;
+  // SAFETY: `buf` has the size passed; Node-API writes at most that many
+  // bytes, a NUL included.
+  let status = unsafe {
+    sys::napi_get_value_string_utf8(env, value, buf.as_mut_ptr().cast(), buf.len(), &mut written)
+  };
+  if status != sys::Status::napi_ok {
+    return false;
+  }
+  let replaces = buf.get(..written) == Some(NODE_WRITES);
+  let found = if replaces { REPLACES } else { DOES_NOT_REPLACE };
+  UTF8_CONVERSION.store(found, Ordering::Relaxed);
+  replaces
+}
 
 /// A JavaScript string, valid in the handle scope of the current call.
 pub struct JsText {
@@ -15,8 +72,45 @@ pub struct JsText {
   pub value: sys::napi_value,
 }
 
+impl JsText {
+  /// The string's UTF-16 code units; `None` when Node-API refuses.
+  fn utf16(&self) -> Option<Vec<u16>> {
+    let mut len = 0;
+    // SAFETY: as in `append_utf8`: a length query on a string of this call.
+    let status = unsafe {
+      sys::napi_get_value_string_utf16(self.env, self.value, ptr::null_mut(), 0, &mut len)
+    };
+    if status != sys::Status::napi_ok {
+      return None;
+    }
+    let mut units = vec![0u16; len + 1];
+    let mut written = 0;
+    // SAFETY: `units` holds `len + 1` code units, the size passed.
+    let status = unsafe {
+      sys::napi_get_value_string_utf16(
+        self.env,
+        self.value,
+        units.as_mut_ptr(),
+        len + 1,
+        &mut written,
+      )
+    };
+    if status != sys::Status::napi_ok {
+      return None;
+    }
+    units.truncate(written);
+    Some(units)
+  }
+}
+
 impl Text for JsText {
   fn append_utf8(&self, out: &mut Vec<u8>) {
+    if !utf8_replaces_lone_surrogates(self.env) {
+      if let Some(units) = self.utf16() {
+        append_utf16(out, &units);
+      }
+      return;
+    }
     // One call when the text fits the buffer's spare room (the usual case:
     // the buffer keeps its capacity from write to write), else a length
     // query and a second call.
@@ -76,31 +170,9 @@ impl Text for JsText {
   }
 
   fn is_well_formed(&self) -> bool {
-    let mut len = 0;
-    // SAFETY: as in `append_utf8`: a length query on a string of this call.
-    let status = unsafe {
-      sys::napi_get_value_string_utf16(self.env, self.value, ptr::null_mut(), 0, &mut len)
-    };
-    if status != sys::Status::napi_ok {
-      return false;
-    }
-    let mut units = vec![0u16; len + 1];
-    let mut written = 0;
-    // SAFETY: `units` holds `len + 1` code units, the size passed.
-    let status = unsafe {
-      sys::napi_get_value_string_utf16(
-        self.env,
-        self.value,
-        units.as_mut_ptr(),
-        len + 1,
-        &mut written,
-      )
-    };
-    if status != sys::Status::napi_ok {
-      return false;
-    }
-    units.truncate(written);
-    native_sse_core::validate::check_utf16(&units).is_ok()
+    self
+      .utf16()
+      .is_some_and(|units| native_sse_core::validate::check_utf16(&units).is_ok())
   }
 }
 

@@ -82,7 +82,8 @@ pub enum Action {
 
 /// Text from the caller: a JavaScript string in the binding, `str` in tests.
 pub trait Text {
-  /// Appends the UTF-8 form (a lone surrogate as U+FFFD).
+  /// Appends the UTF-8 form, each lone surrogate as U+FFFD (what Node's
+  /// `napi_get_value_string_utf8` writes; see [`append_utf16`]).
   fn append_utf8(&self, out: &mut Vec<u8>);
   /// Whether the text has no lone surrogates. Only asked when its UTF-8
   /// form holds U+FFFD, which is how a lone surrogate shows there.
@@ -107,14 +108,27 @@ impl Text for &[u8] {
   }
 }
 
-/// UTF-16 code units, as JavaScript strings hold them (tests).
-impl Text for &[u16] {
-  fn append_utf8(&self, out: &mut Vec<u8>) {
-    for c in char::decode_utf16(self.iter().copied()) {
-      let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
+/// Appends the UTF-8 form of UTF-16 code units, each lone surrogate as
+/// U+FFFD: byte for byte what Node (V8) writes for the same JavaScript
+/// string. The binding reads strings this way where the engine's own UTF-8
+/// conversion does not replace lone surrogates (emnapi, under WASI).
+pub fn append_utf16(out: &mut Vec<u8>, units: &[u16]) {
+  out.reserve(units.len());
+  for c in char::decode_utf16(units.iter().copied()) {
+    let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
+    if c.is_ascii() {
+      out.push(c as u8);
+    } else {
       let mut buf = [0; 4];
       out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
     }
+  }
+}
+
+/// UTF-16 code units, as JavaScript strings hold them (tests).
+impl Text for &[u16] {
+  fn append_utf8(&self, out: &mut Vec<u8>) {
+    append_utf16(out, self);
   }
   fn is_well_formed(&self) -> bool {
     validate::check_utf16(self).is_ok()

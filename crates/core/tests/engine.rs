@@ -1205,6 +1205,19 @@ fn names_and_ids_that_break_a_rule_are_refused() {
     d.engine.send(s, &lone, &"x", None),
     Err(EventError::Name(FieldError::LoneSurrogate))
   );
+  // A lone surrogate anywhere in a name is refused, whatever follows it.
+  let lones: [&[u16]; 4] = [
+    &[0xD800, 0x62],
+    &[0xDC00],
+    &[0xDE00, 0xD83D],
+    &[0x61, 0xD83D, 0x61],
+  ];
+  for lone in lones {
+    assert_eq!(
+      d.engine.send(s, &lone, &"x", None),
+      Err(EventError::Name(FieldError::LoneSurrogate))
+    );
+  }
   let paired: Vec<u16> = "a😀".encode_utf16().collect();
   let paired: &[u16] = &paired;
   let out = d.engine.send(s, &paired, &"x", None).unwrap();
@@ -1219,4 +1232,25 @@ fn names_and_ids_that_break_a_rule_are_refused() {
   d.send(s, "n", "d");
   d.tick();
   assert_eq!(d.parsed(s).ids(), ["1", "my-id", "2"]);
+}
+
+/// UTF-16 to UTF-8 as Node writes it: each lone surrogate is one U+FFFD and
+/// the unit after it is kept (the binding reads strings this way under
+/// WASI, where emnapi's own conversion swallows that unit).
+#[test]
+fn utf16_is_read_as_node_writes_it() {
+  let utf8 = |units: &[u16]| {
+    let mut out = b"head:".to_vec();
+    native_sse_core::engine::append_utf16(&mut out, units);
+    String::from_utf8(out).expect("valid UTF-8")
+  };
+  let units: Vec<u16> = "plain é € 😀".encode_utf16().collect();
+  assert_eq!(utf8(&units), "head:plain é € 😀");
+  assert_eq!(utf8(&[]), "head:");
+  assert_eq!(utf8(&[0x61, 0xD800, 0x62]), "head:a\u{FFFD}b");
+  assert_eq!(utf8(&[0xDC00, 0x63]), "head:\u{FFFD}c");
+  assert_eq!(utf8(&[0xDE00, 0xD83D]), "head:\u{FFFD}\u{FFFD}");
+  assert_eq!(utf8(&[0x64, 0xD83D]), "head:d\u{FFFD}");
+  assert_eq!(utf8(&[0xD83D, 0xDE00, 0xD83D]), "head:😀\u{FFFD}");
+  assert_eq!(utf8(&[0xFFFD]), "head:\u{FFFD}");
 }
