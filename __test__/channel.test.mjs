@@ -501,7 +501,7 @@ test('a member that stops reading is closed by its cap; the others get everythin
 })
 
 test('flush window: broadcasts of several ticks go out in one write; joining mid-window loses nothing', async () => {
-  channel = new Channel({ flushWindow: 250 })
+  channel = new Channel({ flushWindow: 1500 })
   const a = await join()
   const writes = []
   const write = a.res.write
