@@ -4,26 +4,12 @@
 // (`apt-get install -y chromium`); `.ci/run` installs it. CHROMIUM_PATH
 // overrides /usr/bin/chromium.
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 
-import { chromium } from 'playwright-core'
 import { Channel, SSE } from 'native-sse'
+import { launchChromium } from './chromium.mjs'
 import { UUID_V4, startServer, waitFor } from './helpers.mjs'
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
-const ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-]
 // The browser's reconnection delay, sent as `retry:`. Chromium's own default
 // is 3000 ms, so a reconnect well before that shows the field was honoured.
 const RETRY_MS = 250
@@ -67,19 +53,12 @@ const channel = new Channel()
 const members = []
 
 let srv
-let context
+let browser
 let page
-let profileDir
 // One entry per request to /events, in order.
 const streams = []
 
 before(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `Chromium not found at ${CHROMIUM}: install the Debian package (apt-get install -y chromium) ` +
-        'or set CHROMIUM_PATH; the browser test needs a real Chromium.',
-    )
-  }
   srv = await startServer((req, res) => {
     if (req.url === '/') {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' })
@@ -100,23 +79,16 @@ before(async () => {
       res.writeHead(404).end()
     }
   })
-  profileDir = await mkdtemp(join(tmpdir(), 'native-sse-chromium-'))
-  context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    timeout: 30000,
-  })
-  page = context.pages()[0] ?? (await context.newPage())
+  browser = await launchChromium('node')
+  page = browser.context.pages()[0] ?? (await browser.context.newPage())
 })
 
 after(async () => {
   channel.close()
   try {
-    await context?.close()
+    await browser?.close()
   } finally {
     await srv?.close()
-    if (profileDir) await rm(profileDir, { recursive: true, force: true })
   }
 })
 

@@ -2,57 +2,27 @@
 // (run by Bun) and on Hono with @hono/node-server (run by Node): the server
 // in its child process serves the page and the stream from one origin
 // (fixtures/fetch/app.mjs PAGE); the page records what it receives. Driven
-// by playwright-core with the launch options of browser.test.mjs; needs the
+// by playwright-core (chromium.mjs); needs the
 // Debian package `chromium` (CHROMIUM_PATH overrides /usr/bin/chromium).
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 
-import { chromium } from 'playwright-core'
+import { launchChromium } from './chromium.mjs'
 import { BUN, FIXTURES, NODE, startFixture } from './fixtures/fetch/harness.mjs'
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
-const ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-]
 const WAIT_MS = 5000
 
 const children = new Set()
-let context
-let profileDir
+let browser
 
 before(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `Chromium not found at ${CHROMIUM}: install the Debian package (apt-get install -y chromium) ` +
-        'or set CHROMIUM_PATH; the browser test needs a real Chromium.',
-    )
-  }
-  profileDir = await mkdtemp(join(tmpdir(), 'native-sse-chromium-fetch-'))
-  context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    timeout: 30000,
-  })
+  browser = await launchChromium('fetch')
 })
 
 after(async () => {
   for (const child of children) child.kill('SIGKILL')
-  try {
-    await context?.close()
-  } finally {
-    if (profileDir) await rm(profileDir, { recursive: true, force: true })
-  }
+  await browser?.close()
 })
 
 for (const { name, command, script } of [
@@ -64,7 +34,7 @@ for (const { name, command, script } of [
     let page
     before(async () => {
       fx = await startFixture(command, [join(FIXTURES, script)], { children })
-      page = await context.newPage()
+      page = await browser.context.newPage()
     })
     after(async () => {
       await page?.close()

@@ -5,6 +5,9 @@ import http from 'node:http'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 
+/** The repository's root. */
+export const REPO = fileURLToPath(new URL('..', import.meta.url))
+
 export const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
 /**
@@ -162,17 +165,17 @@ export async function startStreamServer(createSSE) {
 }
 
 /**
- * Runs the Node script `script` in a child process (cwd: the repository)
- * and resolves, once it has exited (or been killed after `timeoutMs`), with
- * its exit code, signal, output, whether it timed out, and the RESULT line
- * it printed (parsed JSON, or null). `children` (a Set) holds it while it
- * runs, so a test file's `after()` can kill what is left.
+ * Runs `command args` to its end (killed after `timeoutMs`) and resolves
+ * with its exit code, signal, output, whether it timed out, and the spawn
+ * error if it could not start. `children` (a Set) holds it while it runs,
+ * so a test file's `after()` can kill what is left.
  */
-export function runScript(script, args, { nodeArgs = [], timeoutMs = 20000, children } = {}) {
+export function runToExit(command, args, { cwd = REPO, env, stdin = 'ignore', timeoutMs = 20000, children } = {}) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
-      cwd: fileURLToPath(new URL('..', import.meta.url)),
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const child = spawn(command, args, {
+      cwd,
+      env: env === undefined ? process.env : { ...process.env, ...env },
+      stdio: [stdin, 'pipe', 'pipe'],
     })
     children?.add(child)
     let stdout = ''
@@ -187,11 +190,19 @@ export function runScript(script, args, { nodeArgs = [], timeoutMs = 20000, chil
     const done = (code, signal, error = null) => {
       clearTimeout(timer)
       children?.delete(child)
-      const line = stdout.split('\n').find((l) => l.startsWith('RESULT '))
-      const report = line === undefined ? null : JSON.parse(line.slice('RESULT '.length))
-      resolve({ code, signal, stdout, stderr, timedOut, error, report })
+      resolve({ code, signal, stdout, stderr, timedOut, error })
     }
     child.once('error', (err) => done(null, null, err))
     child.once('close', (code, signal) => done(code, signal))
   })
+}
+
+/**
+ * Runs the Node script `script` (cwd: the repository) as runToExit does,
+ * with the RESULT line it printed (parsed JSON, or null) as `report`.
+ */
+export async function runScript(script, args, { nodeArgs = [], timeoutMs = 20000, children } = {}) {
+  const result = await runToExit(process.execPath, [...nodeArgs, script, ...args], { timeoutMs, children })
+  const line = result.stdout.split('\n').find((l) => l.startsWith('RESULT '))
+  return { ...result, report: line === undefined ? null : JSON.parse(line.slice('RESULT '.length)) }
 }

@@ -17,6 +17,7 @@
 // stream holds more than 1 MiB the runtime has not read, checking every
 // millisecond (a Fetch body has no 'drain' event; the same wait for every
 // implementation).
+import { broadcastDriver } from './broadcast-driver.mjs'
 import { fetchImplementations } from './fetch-impls.mjs'
 import { makePayload } from './payload.mjs'
 
@@ -39,7 +40,6 @@ const gc = isBun
 const QUEUE_LIMIT = 1024 * 1024
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-const now = () => performance.timeOrigin + performance.now()
 const maxRss = () => process.resourceUsage().maxRSS * 1024
 
 let handler
@@ -87,76 +87,7 @@ if (mode === 'stream') {
 } else {
   const group = impl.group({ maxBufferedBytes })
   handler = group
-  let allowed = 0
-  let creditWaiter = null
-  let runStart = null
-  let rssBefore = 0
-  let rssPeak = 0
-  let maxRssBefore = 0
-  let sampler = null
-  const sampleRss = () => {
-    const rss = process.memoryUsage.rss()
-    if (rss > rssPeak) rssPeak = rss
-  }
-  const run = async ({ first, count, payloadBytes, eventName, upTo, pace, measure }) => {
-    if (upTo > allowed) allowed = upTo
-    const pad = 'x'.repeat(Math.max(0, payloadBytes - 40))
-    if (measure) {
-      for (let i = 0; i < 3; i++) {
-        gc()
-        await nextTurn()
-      }
-      rssBefore = process.memoryUsage.rss()
-      rssPeak = rssBefore
-      maxRssBefore = maxRss()
-      sampler = setInterval(sampleRss, 5)
-      runStart = process.cpuUsage()
-    }
-    for (let seq = first; seq <= count; seq++) {
-      await (pace ? sleep(pace) : nextTurn())
-      while (seq > allowed) await new Promise((resolve) => (creditWaiter = resolve))
-      group.broadcast(eventName, { i: seq, t: now(), p: pad }, seq)
-    }
-    process.send({ type: 'sent' })
-  }
-  onMessage = (message) => {
-    switch (message.type) {
-      case 'members':
-        process.send({ type: 'members', count: group.size() })
-        break
-      case 'run':
-        run(message).catch(crash)
-        break
-      case 'credit':
-        if (message.upTo > allowed) {
-          allowed = message.upTo
-          creditWaiter?.()
-          creditWaiter = null
-        }
-        break
-      case 'stats': {
-        const cpu = process.cpuUsage(runStart)
-        clearInterval(sampler)
-        sampleRss()
-        const peak = maxRss()
-        if (peak > maxRssBefore && peak > rssPeak) rssPeak = peak
-        process.send({
-          type: 'stats',
-          cpuMicros: cpu.user + cpu.system,
-          cpuUserMicros: cpu.user,
-          rssBefore,
-          rssPeak,
-          closes: {},
-          members: group.size(),
-        })
-        break
-      }
-      case 'exit':
-        clearInterval(sampler)
-        group.close()
-        process.exit(0)
-    }
-  }
+  onMessage = broadcastDriver({ group, gc })
 }
 
 function crash(err) {

@@ -263,11 +263,7 @@ pub fn asks_to_close(req: &Object) -> Result<bool> {
   let Some(value) = short_string(&headers, "connection", 1024)? else {
     return Ok(false);
   };
-  Ok(
-    value
-      .split(',')
-      .any(|token| token.trim().eq_ignore_ascii_case("close")),
-  )
+  Ok(headers::asks_to_close(&value))
 }
 
 /// `req.httpVersionMajor`, or 1 when it is missing (framework wrappers).

@@ -104,20 +104,13 @@ impl SSE {
     let state = State::get(env)?;
     let uuid = uuid::Uuid::new_v4().to_string();
     let (key, flags) = open_in_engine(&state, &uuid, &last_event_id, given.options, Form::Node)?;
-    let attach: Function<AttachStreamArgs, Unknown> = state.glue(env, "attachStream")?;
-    let attached = attach.call(FnArgs::from((
-      this.object,
-      res,
-      key.to_bits() as f64,
+    let opened = Opened {
+      key,
       flags,
       uuid,
       last_event_id,
-    )));
-    if let Err(err) = attached {
-      let _ = state.with(|engine| engine.gone(key, native_sse_core::CloseReason::Server));
-      return Err(err);
-    }
-    Ok(SSE {})
+    };
+    hand_over(env, &state, "attachStream", this, res.to_unknown(), opened)
   }
 }
 
@@ -158,16 +151,45 @@ fn open_fetch<'env>(
   let sink = prepare.call(FnArgs::from((request.object, response_headers, cap, greet)))?;
   let uuid = uuid::Uuid::new_v4().to_string();
   let (key, flags) = open_in_engine(&state, &uuid, &last_event_id, given.options, Form::Fetch)?;
-  let attach: Function<AttachFetchArgs, Unknown> = state.glue(env, "attachFetch")?;
-  let attached = attach.call(FnArgs::from((
-    this.object,
-    sink,
-    key.to_bits() as f64,
+  let opened = Opened {
+    key,
     flags,
     uuid,
     last_event_id,
+  };
+  hand_over(env, &state, "attachFetch", this, sink, opened)
+}
+
+/// A stream the engine has just opened.
+struct Opened {
+  key: native_sse_core::Key,
+  flags: u32,
+  uuid: String,
+  last_event_id: Option<String>,
+}
+
+/// Hands the opened stream to the front (`attachStream` for a response,
+/// `attachFetch` for a Fetch body's sink); when that fails, the engine
+/// forgets the stream and the constructor fails with the error.
+fn hand_over(
+  env: &Env,
+  state: &State,
+  glue: &str,
+  this: This,
+  target: Unknown,
+  opened: Opened,
+) -> Result<SSE> {
+  let attach: Function<AttachArgs, Unknown> = state.glue(env, glue)?;
+  let attached = attach.call(FnArgs::from((
+    this.object,
+    target,
+    opened.key.to_bits() as f64,
+    opened.flags,
+    opened.uuid,
+    opened.last_event_id,
   )));
   if let Err(err) = attached {
+    let key = opened.key;
     let _ = state.with(|engine| engine.gone(key, native_sse_core::CloseReason::Server));
     return Err(err);
   }
@@ -249,18 +271,10 @@ fn fetch_request<'env>(
   }))
 }
 
-/// `attachStream(sse, res, key, flags, uuid, lastEventId)`: the front takes
-/// over the response.
-type AttachStreamArgs<'env> =
-  FnArgs<(Object<'env>, Object<'env>, f64, u32, String, Option<String>)>;
-
-/// `prepareFetch(request, headers, cap, greet)`: the front reads the signal
-/// and builds the `Headers` and the body's sink; it may throw.
-type PrepareFetchArgs<'env> = FnArgs<(Object<'env>, Object<'env>, f64, bool)>;
-
-/// `attachFetch(sse, sink, key, flags, uuid, lastEventId)`: the front takes
-/// over the sink (its own code only).
-type AttachFetchArgs<'env> = FnArgs<(
+/// `attachStream(sse, res, key, flags, uuid, lastEventId)` (the front takes
+/// over the response) and `attachFetch(sse, sink, ...)` (the front takes
+/// over the Fetch body's sink; its own code only).
+type AttachArgs<'env> = FnArgs<(
   Object<'env>,
   Unknown<'env>,
   f64,
@@ -268,6 +282,10 @@ type AttachFetchArgs<'env> = FnArgs<(
   String,
   Option<String>,
 )>;
+
+/// `prepareFetch(request, headers, cap, greet)`: the front reads the signal
+/// and builds the `Headers` and the body's sink; it may throw.
+type PrepareFetchArgs<'env> = FnArgs<(Object<'env>, Object<'env>, f64, bool)>;
 
 fn expect_object<'env>(env: &Env, value: Unknown<'env>, what: &str) -> Result<Object<'env>> {
   let value_type = value.get_type()?;
