@@ -5,8 +5,9 @@
 use napi::bindgen_prelude::*;
 use napi::{Env, JsString, ValueType};
 
+use native_sse_core::given::{self, Given, HeaderValue, Kind};
 use native_sse_core::headers;
-use native_sse_core::options::{self, Form, Options};
+use native_sse_core::options::{Form, Options};
 use native_sse_core::validate;
 
 use crate::errors;
@@ -19,108 +20,49 @@ pub struct GivenOptions {
   pub headers: Vec<(String, HeaderValue)>,
 }
 
-/// A header value as `writeHead` and `Headers` take it.
-pub enum HeaderValue {
-  Text(String),
-  Number(f64),
-  /// The header repeated, once per item.
-  List(Vec<String>),
-}
-
-/// The call as errors name it.
-pub fn call_of(form: Form) -> &'static str {
-  match form {
-    Form::Node => "new SSE(req, res, options)",
-    Form::Fetch => "new SSE(request, options)",
-  }
-}
-
 /// Reads and checks every option before anything is written, so a bad one
 /// throws with the response untouched. Absent options take the defaults of
-/// `form`.
+/// `form`. Each value is read once; the core decides what it means.
 pub fn read_options(env: &Env, value: Option<Unknown>, form: Form) -> Result<GivenOptions> {
   let mut given = GivenOptions {
     options: Options::defaults(form),
     headers: Vec::new(),
   };
-  let call = call_of(form);
+  let call = given::call_of(form);
   let Some(object) = options_object(env, value, call)? else {
     return Ok(given);
   };
-  let option_error =
-    |env: &Env, name: &str, rule: &str| errors::option_error(env, call, name, rule);
-  let checked = |env: &Env, name: &str, value: std::result::Result<u64, String>| {
-    value.map_err(|rule| option_error(env, name, &rule))
-  };
-  let options = &mut given.options;
-
-  if let Some(ms) = number_option(env, &object, "keepAlive", call)? {
-    options.keep_alive_ms = checked(
-      env,
-      "keepAlive",
-      options::integer_in(ms, 0, options::MAX_TIMER_MS),
-    )?;
-  }
-  if let Some(ms) = number_option(env, &object, "retry", call)? {
-    let ms = options::integer_in(ms, 0, options::MAX_SAFE_INTEGER);
-    options.retry_ms = Some(checked(env, "retry", ms)?);
-  }
-  if let Some(bytes) = number_option(env, &object, "maxBufferedBytes", call)? {
-    let bytes = options::max_buffered_bytes(bytes);
-    options.max_buffered_bytes = checked(env, "maxBufferedBytes", bytes)?;
-  }
-  let welcome: Unknown = object.get_named_property("welcome")?;
-  match welcome.get_type()? {
-    ValueType::Undefined => {}
-    // SAFETY: the value's type was checked just before.
-    ValueType::Boolean => options.welcome = unsafe { welcome.cast::<bool>() }?,
-    other => {
-      return Err(option_error(
-        env,
-        "welcome",
-        &format!("must be a boolean (got {})", errors::type_name(other)),
-      ))
-    }
+  for name in given::STREAM_OPTIONS {
+    let value = read_given(&object.get_named_property(name)?)?;
+    given::set_stream_option(&mut given.options, name, value)
+      .map_err(|rule| errors::option_error(env, call, name, &rule))?;
   }
   let headers: Unknown = object.get_named_property("headers")?;
-  match headers.get_type()? {
-    ValueType::Undefined => {}
-    ValueType::Object if !headers.is_array()? => {
-      // SAFETY: the value's type was checked just before.
-      let headers = unsafe { headers.cast::<Object>() }?;
-      given.headers = read_headers(env, &headers, call)?;
-    }
-    other => {
-      let got = if other == ValueType::Object {
-        "array"
-      } else {
-        errors::type_name(other)
-      };
-      return Err(option_error(
-        env,
-        "headers",
-        &format!("must be an object of header names and values (got {got})"),
-      ));
-    }
+  let mut kind = errors::kind(headers.get_type()?);
+  if kind == Kind::Object && headers.is_array()? {
+    kind = Kind::Array;
+  }
+  let present = given::headers_option(kind)
+    .map_err(|rule| errors::option_error(env, call, "headers", &rule))?;
+  if present {
+    // SAFETY: the value's type was checked just before.
+    let headers = unsafe { headers.cast::<Object>() }?;
+    given.headers = read_headers(env, &headers, call)?;
   }
   Ok(given)
 }
 
-/// `object[name]` when it is a number, `None` when it is `undefined`, a
-/// `TypeError` otherwise.
-fn number_option(env: &Env, object: &Object, name: &str, call: &str) -> Result<Option<f64>> {
-  let value: Unknown = object.get_named_property(name)?;
-  match value.get_type()? {
-    ValueType::Undefined => Ok(None),
+/// An option's value as the core takes it: its kind, and the number or
+/// boolean when it is one.
+pub fn read_given(value: &Unknown) -> Result<Given> {
+  Ok(match value.get_type()? {
+    ValueType::Undefined => Given::Absent,
     // SAFETY: the value's type was checked just before.
-    ValueType::Number => Ok(Some(unsafe { value.cast::<f64>() }?)),
-    other => Err(errors::option_error(
-      env,
-      call,
-      name,
-      &format!("must be a number (got {})", errors::type_name(other)),
-    )),
-  }
+    ValueType::Number => Given::Number(unsafe { value.cast::<f64>() }?),
+    // SAFETY: the value's type was checked just before.
+    ValueType::Boolean => Given::Bool(unsafe { value.cast::<bool>() }?),
+    other => Given::Other(errors::kind(other)),
+  })
 }
 
 /// The options argument of `call` as an object: `None` when it is absent,
@@ -134,17 +76,14 @@ pub fn options_object<'env>(
   let Some(value) = value else {
     return Ok(None);
   };
-  match value.get_type()? {
-    ValueType::Undefined | ValueType::Null => Ok(None),
-    // SAFETY: the value's type was checked just before.
-    ValueType::Object => Ok(Some(unsafe { value.cast::<Object>() }?)),
-    other => Err(errors::option_error(
-      env,
-      call,
-      "options",
-      &format!("must be an object (got {})", errors::type_name(other)),
-    )),
+  let kind = errors::kind(value.get_type()?);
+  if !given::options_argument(kind)
+    .map_err(|rule| errors::option_error(env, call, "options", &rule))?
+  {
+    return Ok(None);
   }
+  // SAFETY: `options_argument` accepts objects only.
+  Ok(Some(unsafe { value.cast::<Object>() }?))
 }
 
 /// The user's headers: own, enumerable, string keys, each with its value,
@@ -157,39 +96,43 @@ fn read_headers(env: &Env, headers: &Object, call: &str) -> Result<Vec<(String, 
   for i in 0..count {
     let name: String = names.get_element(i)?;
     let value: Unknown = headers.get_named_property(&name)?;
-    let copied = match value.get_type()? {
-      ValueType::String => Some(HeaderValue::Text(text_of(value)?)),
-      // SAFETY: the value's type was checked just before.
-      ValueType::Number => Some(HeaderValue::Number(unsafe { value.cast::<f64>() }?)),
-      ValueType::Object if value.is_array()? => {
-        // SAFETY: the value's type was checked just before.
-        let array = unsafe { value.cast::<Object>() }?;
-        let len = array.get_array_length()?;
-        let mut items = Vec::with_capacity(len as usize);
-        for i in 0..len {
-          // Each item is read once, checked and copied at once.
-          let item: Unknown = array.get_element(i)?;
-          if item.get_type()? != ValueType::String {
-            items.clear();
-            break;
-          }
-          items.push(text_of(item)?);
-        }
-        (items.len() == len as usize).then_some(HeaderValue::List(items))
-      }
-      _ => None,
-    };
-    let Some(copied) = copied else {
+    let Some(copied) = header_value(value)? else {
+      let option = given::header_option_name(&name);
       return Err(errors::option_error(
         env,
         call,
-        &format!("headers[{name:?}]"),
-        "must be a string, a number or an array of strings",
+        &option,
+        given::HEADER_VALUE_RULE,
       ));
     };
     pairs.push((name, copied));
   }
   Ok(pairs)
+}
+
+/// A header value copied out: `None` when it is not a string, a number or
+/// an array of strings (each item is read once, checked and copied at once).
+fn header_value(value: Unknown) -> Result<Option<HeaderValue>> {
+  Ok(match value.get_type()? {
+    ValueType::String => Some(HeaderValue::Text(text_of(value)?)),
+    // SAFETY: the value's type was checked just before.
+    ValueType::Number => Some(HeaderValue::Number(unsafe { value.cast::<f64>() }?)),
+    ValueType::Object if value.is_array()? => {
+      // SAFETY: the value's type was checked just before.
+      let array = unsafe { value.cast::<Object>() }?;
+      let len = array.get_array_length()?;
+      let mut items = Vec::with_capacity(len as usize);
+      for i in 0..len {
+        let item: Unknown = array.get_element(i)?;
+        if item.get_type()? != ValueType::String {
+          return Ok(None);
+        }
+        items.push(text_of(item)?);
+      }
+      Some(HeaderValue::List(items))
+    }
+    _ => None,
+  })
 }
 
 /// A string value's text (lone surrogates become U+FFFD; Node and
@@ -200,33 +143,19 @@ fn text_of(value: Unknown) -> Result<String> {
   text.into_utf8()?.into_owned()
 }
 
-/// The default headers, then the user's over them (a user header replaces a
-/// default of the same name in any letter case). On HTTP/2 the
-/// connection-specific headers are left out, the user's too.
+/// The response headers the core decided (`given::response_headers`), as
+/// an object for `writeHead` or `new Response()`.
 pub fn response_headers<'env>(
   env: &'env Env,
   user: &[(String, HeaderValue)],
   request: headers::Request,
 ) -> Result<Object<'env>> {
-  let names: Vec<&str> = user.iter().map(|(name, _)| name.as_str()).collect();
   let mut headers = Object::new(env)?;
-  for (name, value) in headers::defaults(request, &names) {
-    headers.set_named_property(name, value)?;
-  }
-  for (name, value) in user {
-    if !headers::keeps_user_header(request, name) {
-      continue;
-    }
+  for (name, value) in given::response_headers(request, user) {
     match value {
-      HeaderValue::Text(text) => headers.set_named_property(name, text.as_str())?,
-      HeaderValue::Number(number) => headers.set_named_property(name, *number)?,
-      HeaderValue::List(items) => {
-        let mut array = env.create_array(items.len() as u32)?;
-        for (i, item) in items.iter().enumerate() {
-          array.set(i as u32, item.as_str())?;
-        }
-        headers.set_named_property(name, array)?
-      }
+      HeaderValue::Text(text) => headers.set_named_property(name, text)?,
+      HeaderValue::Number(number) => headers.set_named_property(name, number)?,
+      HeaderValue::List(items) => headers.set_named_property(name, items)?,
     }
   }
   Ok(headers)
@@ -277,45 +206,33 @@ pub fn http_major_version(req: &Object) -> Result<u32> {
   Ok(1)
 }
 
-/// The client's resume position: the `Last-Event-ID` header when it has the
-/// accepted form, else the `lastEventId` query parameter when that has it.
+/// The client's resume position (`given::resume_position`): from the
+/// `Last-Event-ID` header or the target's `lastEventId` query parameter.
 /// Values are measured before they are copied, so a huge header costs
-/// nothing.
+/// nothing; request targets are bounded by Node's header size limit.
 pub fn last_event_id(req: &Object) -> Result<Option<String>> {
   let headers: Unknown = req.get_named_property("headers")?;
-  if headers.get_type()? == ValueType::Object {
+  let header = if headers.get_type()? == ValueType::Object {
     // SAFETY: the value's type was checked just before.
     let headers = unsafe { headers.cast::<Object>() }?;
-    if let Some(value) = short_string(&headers, "last-event-id", validate::MAX_LAST_EVENT_ID_LEN)? {
-      if let Some(id) = validate::last_event_id(value.as_bytes()) {
-        return Ok(Some(id.to_owned()));
-      }
-    }
-  }
-  // Request targets are bounded by Node's header size limit (16 KiB).
-  let Some(url) = short_string(req, "url", 64 * 1024)? else {
-    return Ok(None);
+    short_string(&headers, "last-event-id", validate::MAX_LAST_EVENT_ID_LEN)?
+  } else {
+    None
   };
-  Ok(validate::query_last_event_id(url.as_bytes()))
+  let url = short_string(req, "url", 64 * 1024)?;
+  Ok(given::resume_position(header.as_deref(), url.as_deref()))
 }
 
 /// The resume position of a Fetch `Request`: its `Last-Event-ID` header
-/// (`request.headers.get('last-event-id')`) when it has the accepted form,
-/// else the `lastEventId` query parameter of `request.url`.
-/// `request` is what [`crate::sse`] found: the `headers` object, its `get`
-/// method and the `url`, each read once.
+/// (`request.headers.get('last-event-id')`) or the `lastEventId` query
+/// parameter of `request.url` (whole URLs: the target, with the scheme and
+/// host before it). `request` is what [`crate::sse`] found: the `headers`
+/// object, its `get` method and the `url`, each read once.
 pub fn fetch_last_event_id(request: &FetchRequest) -> Result<Option<String>> {
   let value = request.get.apply(request.headers, "last-event-id")?;
-  if let Some(value) = bounded_string(value, validate::MAX_LAST_EVENT_ID_LEN)? {
-    if let Some(id) = validate::last_event_id(value.as_bytes()) {
-      return Ok(Some(id.to_owned()));
-    }
-  }
-  // Whole URLs: the request target, with the scheme and host before it.
-  let Some(url) = bounded_string(request.url, 72 * 1024)? else {
-    return Ok(None);
-  };
-  Ok(validate::query_last_event_id(url.as_bytes()))
+  let header = bounded_string(value, validate::MAX_LAST_EVENT_ID_LEN)?;
+  let url = bounded_string(request.url, 72 * 1024)?;
+  Ok(given::resume_position(header.as_deref(), url.as_deref()))
 }
 
 /// The parts of a Fetch `Request` the constructor reads, each read once.

@@ -2,7 +2,8 @@
 //! does I/O.
 //!
 //! Framing (`frame`), field rules (`validate`), channel ids (`event_id`),
-//! the history and the resume rule (`history`), option rules (`options`),
+//! the history and the resume rule (`history`), option rules (`options`,
+//! and `given` for values as the binding read them, with the errors' text),
 //! the response headers (`headers`),
 //! each stream's pending bytes, cap and replay (`bytes`, `stream`), channels
 //! (`channel`), heartbeats (`heartbeat`) and the engine that owns them all
@@ -19,6 +20,7 @@ pub mod channel;
 pub mod engine;
 pub mod event_id;
 pub mod frame;
+pub mod given;
 pub mod headers;
 pub mod heartbeat;
 pub mod history;
