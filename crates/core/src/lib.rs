@@ -22,6 +22,7 @@ pub mod frame;
 pub mod headers;
 pub mod heartbeat;
 pub mod history;
+pub mod metrics;
 pub mod options;
 pub mod slab;
 pub mod stream;
