@@ -1,9 +1,10 @@
 // The public types of native-sse: those of the binding, whose declarations
 // napi-rs generates into binding.d.ts (`npm run build`), without what only
 // the generated loader uses (`__napiBindingTarget`). The runtime exports
-// (js/index.js) are the same two classes. A type added to the Rust sources
-// or to src/dts-header.d.ts is listed here too (__test__/package.test.mjs
-// checks that every export of binding.d.ts but the loader's is).
+// (js/index.js) are the same two classes and `metrics()`. A type added to
+// the Rust sources or to src/dts-header.d.ts is listed here too
+// (__test__/package.test.mjs checks that every export of binding.d.ts but
+// the loader's is).
 //
 // The import names binding.d.ts itself, not binding.js: Deno's type
 // checker reads `./binding.js` as the untyped JavaScript file.
@@ -21,3 +22,10 @@ export type SSECloseReason = binding.SSECloseReason
 export type SSEOptions = binding.SSEOptions
 export type SSERawEvent = binding.SSERawEvent
 export type TypeSSEventToSend = binding.TypeSSEventToSend
+export type SSEMetrics = binding.SSEMetrics
+export type ChannelMetrics = binding.ChannelMetrics
+/**
+ * The counters of this JavaScript environment (README "Operations"): a
+ * plain snapshot, read synchronously.
+ */
+export declare function metrics(): SSEMetrics
