@@ -55,6 +55,10 @@ pub const DEFAULT_MAX_REPLAYS: usize = 32;
 /// Entries read from Redis per replay page.
 pub const REDIS_PAGE_ENTRIES: u32 = 100;
 
+/// Overflows [`Engine::overflow_bytes`] remembers past the last batch of
+/// actions taken.
+pub const REPORTED_OVERFLOWS: usize = 4096;
+
 /// Work the caller must carry out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -259,6 +263,8 @@ struct RemoteCursor {
   /// ... up to this one.
   until: ChannelId,
   fetching: bool,
+  /// Frames of this replay were queued (it is counted as a replay).
+  replayed: bool,
 }
 
 /// One flush, grouped for writing (see [`Engine::flush_plan`]).
@@ -301,9 +307,10 @@ pub struct Engine {
   staged: Slab<Prepared>,
   counters: Counters,
   /// Streams closed for overflow since the last [`Engine::take_actions`],
-  /// with the bytes they held; those of the actions last taken.
+  /// with the bytes they held; then those of the actions taken (see
+  /// [`Engine::overflow_bytes`]).
   overflowed: Vec<(Key, u64)>,
-  reported_overflows: Vec<(Key, u64)>,
+  reported_overflows: std::collections::HashMap<Key, u64>,
 }
 
 impl Default for Engine {
@@ -379,7 +386,7 @@ impl Engine {
       staged: Slab::default(),
       counters: Counters::default(),
       overflowed: Vec::new(),
-      reported_overflows: Vec::new(),
+      reported_overflows: std::collections::HashMap::new(),
     }
   }
 
@@ -838,7 +845,15 @@ impl Engine {
 
   /// Takes the work the caller must carry out.
   pub fn take_actions(&mut self) -> Vec<Action> {
-    self.reported_overflows = std::mem::take(&mut self.overflowed);
+    if !self.overflowed.is_empty() {
+      // Kept across takes (user code may take actions while the caller
+      // still carries out earlier ones), within a bound; keys are never
+      // reused, so an old entry cannot answer for a new stream.
+      if self.reported_overflows.len() > REPORTED_OVERFLOWS {
+        self.reported_overflows.clear();
+      }
+      self.reported_overflows.extend(self.overflowed.drain(..));
+    }
     std::mem::take(&mut self.actions)
   }
 
@@ -1157,14 +1172,11 @@ impl Engine {
     })
   }
 
-  /// The bytes a stream held when it was closed for overflow, while the
-  /// actions that reported it are the last ones taken.
+  /// The bytes a stream held when it was closed for overflow, once the
+  /// actions that report it (its `Destroy`) were taken; `None` when it
+  /// did not overflow, or too many overflows were reported since.
   pub fn overflow_bytes(&self, stream_key: Key) -> Option<u64> {
-    self
-      .reported_overflows
-      .iter()
-      .find(|(key, _)| *key == stream_key)
-      .map(|(_, bytes)| *bytes)
+    self.reported_overflows.get(&stream_key).copied()
   }
 
   /// Takes `stream` out of `channel` (its stream stays open). Returns
@@ -1553,6 +1565,7 @@ impl Engine {
             after: last,
             until: head,
             fetching: false,
+            replayed: false,
           });
         let out = self.begin_replay(stream_key, VecDeque::new(), true);
         // A replay that got a slot at once asks for its first page now.
@@ -1651,7 +1664,6 @@ impl Engine {
         out |= self.finish_join(channel_key, stream_key, head);
         return out | self.requeue(stream_key);
       }
-      self.count_replay(channel_key, 0);
       out |= self.finish_join(channel_key, stream_key, head);
       return out | self.take_page(channel_key, stream_key, last, head, page.entries);
     }
@@ -1682,6 +1694,15 @@ impl Engine {
         replayed += frame.len() as u64;
         frames.push_back(Rc::from(frame));
       }
+    }
+    // A replay counts once it has an event (a client that was up to date,
+    // or missed only live-only events, got none).
+    let counted = !frames.is_empty()
+      && self
+        .cursor_mut(stream_key)
+        .is_some_and(|cursor| !std::mem::replace(&mut cursor.replayed, true));
+    if counted {
+      self.count_replay(channel_key, 0);
     }
     if let Some(channel) = self.channels.get_mut(channel_key) {
       channel.counters.bytes += replayed;

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
 use native_sse_core::channel::Targets;
+use native_sse_core::engine::REPORTED_OVERFLOWS;
 use native_sse_core::event_id::ChannelId;
 use native_sse_core::metrics::{ChannelSnapshot, Snapshot};
 use native_sse_core::{CloseReason, Key, StreamOptions};
@@ -141,9 +142,33 @@ fn closes_count_by_reason() {
   assert_eq!(s.streams_open, 1);
   assert_eq!(s.counters.streams_opened, 5);
   assert_eq!(s.counters.bytes, written(&d));
-  // Once further actions are taken, the overflow is no longer reported.
+  // Still known after more actions are taken; never for a stream that
+  // did not overflow.
   d.engine.take_actions();
-  assert_eq!(d.engine.overflow_bytes(slow), None);
+  assert_eq!(d.engine.overflow_bytes(slow), Some(reported));
+  assert_eq!(d.engine.overflow_bytes(keys[4]), None);
+  assert_eq!(d.engine.overflow_bytes(keys[0]), None);
+}
+
+#[test]
+fn remembered_overflows_are_bounded() {
+  let mut d = Driver::new();
+  let first = d.open("first", None, quiet(10));
+  d.send(first, "e", "past the cap");
+  assert_eq!(d.destroyed, vec![first]);
+  assert!(d.engine.overflow_bytes(first).is_some());
+  for n in 0..REPORTED_OVERFLOWS + 1 {
+    let key = d.open(&format!("s{n}"), None, quiet(10));
+    d.send(key, "e", "past the cap");
+  }
+  // The newest are known, the oldest were let go.
+  assert_eq!(d.engine.overflow_bytes(first), None);
+  let last = *d.destroyed.last().unwrap();
+  assert!(d.engine.overflow_bytes(last).is_some());
+  assert_eq!(
+    snapshot(&d).counters.closed_overflow,
+    REPORTED_OVERFLOWS as u64 + 2
+  );
 }
 
 #[test]
@@ -255,7 +280,9 @@ fn replays_resets_and_joins_of_a_redis_channel() {
   let behind = d.open("behind", Some(&rid(40)), opts);
   let trimmed = d.open("trimmed", Some(&rid(3)), opts);
   let unknown = d.open("unknown", Some("x"), opts);
-  let members = [fresh, behind, trimmed, unknown];
+  // Up to date: nothing to replay, no replay counted.
+  let current = d.open("current", Some(&rid(150)), opts);
+  let members = [fresh, behind, trimmed, unknown, current];
   for key in members {
     assert!(d.add(ch, key));
   }
@@ -270,16 +297,17 @@ fn replays_resets_and_joins_of_a_redis_channel() {
   d.drain_all();
 
   let c = channel(&d, ch);
-  assert_eq!(c.members, 4);
+  assert_eq!(c.members, 5);
   assert_eq!(c.counters.broadcasts, 3);
-  assert_eq!(c.counters.deliveries, 3 * 4);
+  assert_eq!(c.counters.deliveries, 3 * 5);
   assert_eq!(c.counters.replays, 1);
   assert_eq!(c.counters.resets, 2);
   assert_eq!(c.counters.bytes, bytes_of(&d, &members));
   // The replay went out whole: 110 events after 40.
   assert_eq!(d.parsed(behind).events().len(), 110 + 3);
+  assert_eq!(d.parsed(current).events().len(), 3);
   let m = snapshot(&d).counters;
-  assert_eq!((m.replays, m.resets, m.events), (1, 2, 12));
+  assert_eq!((m.replays, m.resets, m.events), (1, 2, 15));
   assert_eq!(m.bytes, written(&d));
 }
 
