@@ -80,6 +80,57 @@ export interface ChannelRedisClient {
   xread(...args: any[]): Promise<unknown>
 }
 
+// ----- metrics (docs/operations.md) -----
+
+/** What `metrics()` returns: the counters of this JavaScript environment (the main thread or one worker) since it loaded native-sse. */
+export interface SSEMetrics {
+  streams: {
+    /** Streams open now. */
+    open: number
+    /** Streams opened (both forms). */
+    opened: number
+    /** Streams closed, by `onClose` reason. */
+    closed: { client: number; server: number; overflow: number }
+  }
+  /** Events queued to streams: each accepted `send()`, and one per member a channel event went to. Not the welcome, positions, resets or replayed events. */
+  events: number
+  /** Accepted `comment()` calls. */
+  comments: number
+  /** Heartbeat comments written (the Fetch form's opening `:` included). */
+  heartbeats: number
+  /** Body bytes handed to responses (sockets or Fetch bodies): every byte of every write, not the HTTP head. */
+  bytes: number
+  /** Channel members that got missed events replayed. */
+  replays: number
+  /** Channel members that got a `reset` event instead of a replay. */
+  resets: number
+  channels: {
+    /** Channels not closed (and not collected). */
+    open: number
+    opened: number
+    /** Closed with `close()`, or collected without it. */
+    closed: number
+  }
+}
+
+/** What `channel.metrics()` returns. */
+export interface ChannelMetrics {
+  /** Members now. */
+  members: number
+  /** Events the channel sent out: `broadcast()` calls, or on a Redis channel the entries it read (from any process). */
+  broadcasts: number
+  /** Events queued to members: one per member an event went to. */
+  deliveries: number
+  /** Bytes queued to members: deliveries, replayed events, resets and positions. */
+  bytes: number
+  /** Members that got missed events replayed. */
+  replays: number
+  /** Members that got a `reset` event. */
+  resets: number
+  /** A Redis channel's reader state (`channel.redisStatus`, where this version has it); `null` for an in-process channel. */
+  redis: Record<string, unknown> | null
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every

@@ -312,4 +312,17 @@ export interface Channel<E extends object = UntypedEvents, Remote extends boolea
    * Calling it again does nothing.
    */
   close(): void
+  /**
+   * This channel's counters, a plain snapshot (docs/operations.md). Also
+   * after `close()` (with no members).
+   */
+  metrics(): ChannelMetrics
 }
+
+export type SSEMetrics = binding.SSEMetrics
+export type ChannelMetrics = binding.ChannelMetrics
+/**
+ * The counters of this JavaScript environment (docs/operations.md): a
+ * plain snapshot, read synchronously.
+ */
+export declare function metrics(): SSEMetrics

@@ -7,6 +7,7 @@ import {
   type Http2ServerResponse,
 } from 'node:http2'
 import { SSE, type SSECloseReason, type TypeSSEventToSend } from 'native-sse'
+import { metrics, type ChannelMetrics, type SSEMetrics } from 'native-sse'
 
 const event: TypeSSEventToSend = { eventName: 'update', eventPayload: { message: 'New update available!' } }
 
@@ -88,3 +89,13 @@ export function handler(request: Request): Response {
   void text
   return response
 }
+
+// Operations: the counters, as plain numbers.
+const counters: SSEMetrics = metrics()
+const overflowed: number = counters.streams.closed.overflow + counters.bytes
+const perChannel: ChannelMetrics = channel.metrics()
+const redisState: Record<string, unknown> | null = perChannel.redis
+void [overflowed, perChannel.deliveries, redisState]
+// @ts-expect-error the counters are numbers
+const notText: string = counters.events
+void notText

@@ -9,6 +9,7 @@ const { typeError, stateError, wrongType } = require('./errors.js')
 const { readEvent } = require('./event.js')
 const streams = require('./stream.js')
 const { createTransport } = require('./redis.js')
+const { channelCounters } = require('./metrics.js')
 
 const ARM_WINDOW = binding.constants()[4]
 const kChannel = Symbol('native-sse.channel')
@@ -204,8 +205,24 @@ function close() {
   }
 }
 
+/**
+ * The channel's counters (js/metrics.js), with its Redis reader's state
+ * (`redisStatus`, null for an in-process channel) when this version has it.
+ */
+function metrics() {
+  const cs = stateOf(this, 'metrics()')
+  const counters = channelCounters(cs.key)
+  let redis = null
+  if (cs.transport !== null && 'redisStatus' in this) {
+    const status = this.redisStatus
+    redis = status === undefined ? null : status
+  }
+  counters.redis = redis
+  return counters
+}
+
 function install(Channel) {
-  const methods = { add, remove, broadcast, close }
+  const methods = { add, remove, broadcast, close, metrics }
   for (const [name, value] of Object.entries(methods)) {
     Object.defineProperty(Channel.prototype, name, { value, writable: true, configurable: true, enumerable: false })
   }

@@ -36,6 +36,7 @@
 // it cancels the body when the client leaves.
 
 const stream = require('./stream.js')
+const counted = require('./metrics.js').front
 const { typeError } = require('./errors.js')
 
 /** Bytes the sink holds before a write answers "wait" (a socket's default). */
@@ -218,6 +219,8 @@ class BodySink {
 function greetLater(sink) {
   if (sink.handed || !sink.wanted || sink.controller === null || sink.writableEnded || sink.destroyed) return
   sink.wanted = false
+  counted.heartbeats++
+  counted.bytes += OPENING.byteLength
   sink.hand(OPENING)
 }
 
@@ -280,7 +283,7 @@ function prepareFetch(request, given, cap, greet) {
 function attachFetch(sse, sink, key, flags, uuid, lastEventId) {
   const response = sink.response
   sink.response = null
-  stream.attachStream(sse, sink, key, flags, uuid, lastEventId)
+  stream.attachStream(sse, sink, key, flags, uuid, lastEventId, 'fetch')
   sse[stream.kState].response = response
   if (sink.aborted) {
     sink.gone()

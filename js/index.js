@@ -8,6 +8,7 @@ const binding = require('./load.js').load()
 const stream = require('./stream.js')
 const fetchForm = require('./fetch.js')
 const channel = require('./channel.js')
+const { metrics } = require('./metrics.js')
 
 stream.install(binding.SSE)
 fetchForm.install(binding.SSE)
@@ -23,3 +24,4 @@ stream.useHot(
 
 exports.SSE = binding.SSE
 exports.Channel = binding.Channel
+exports.metrics = metrics

@@ -13,6 +13,7 @@
 
 const binding = require('../binding.js')
 const { typeError, wrongType, stringify } = require('./errors.js')
+const diagnostics = require('./diagnostics.js')
 
 const [ACCEPTED, SCHEDULE, ACTIONS, FLUSH_NOW, , TIMER] = binding.constants()
 
@@ -69,8 +70,11 @@ class StreamState {
   }
 }
 
-/** Called by the Rust constructor of `SSE` once the headers are written. */
-function attachStream(sse, res, key, flags, uuid, lastEventId) {
+/**
+ * Called by the Rust constructor of `SSE` once the headers are written
+ * (`form` is given by the Fetch form's attachFetch).
+ */
+function attachStream(sse, res, key, flags, uuid, lastEventId, form = 'node') {
   const st = new StreamState(key, res, sse, uuid, lastEventId)
   sse[kState] = st
   table[key % SLOTS] = st
@@ -90,9 +94,11 @@ function attachStream(sse, res, key, flags, uuid, lastEventId) {
   } catch (err) {
     // The constructor fails with this error and lets the core forget the
     // stream; nothing of it stays here.
+    announceOpen(st, form)
     finish(st, 2, false)
     throw err
   }
+  announceOpen(st, form)
   if (!st.closed) {
     const why = goneReason(res)
     if (why !== 0) gone(st, why)
@@ -167,6 +173,26 @@ function finish(st, why, keep) {
   st.callbacks = null
   if (callbacks !== null) {
     for (const callback of callbacks) process.nextTick(callback, REASONS[why])
+  }
+  announceClose(st, why)
+}
+
+// ----- diagnostics_channel (js/diagnostics.js) -----
+
+function announceOpen(st, form) {
+  if (diagnostics.open.hasSubscribers) {
+    diagnostics.publish(diagnostics.open, { uuid: st.uuid, form, lastEventId: st.lastEventId })
+  }
+}
+
+/** After `finish`: the overflow (with what the stream held), then the close. */
+function announceClose(st, why) {
+  if (why === 3 && diagnostics.overflow.hasSubscribers) {
+    const held = binding.streamOverflowBytes(st.key)
+    diagnostics.publish(diagnostics.overflow, { uuid: st.uuid, bufferedBytes: held < 0 ? null : held })
+  }
+  if (diagnostics.close.hasSubscribers) {
+    diagnostics.publish(diagnostics.close, { uuid: st.uuid, reason: REASONS[why] })
   }
 }
 

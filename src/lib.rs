@@ -24,7 +24,8 @@
 //! `calls` (the functions the front calls), `hot` (the per-event ones as
 //! plain Node-API functions), `open` (options, headers,
 //! `Last-Event-ID`), `text` and `chunk` (values in and out), `construct`
-//! (the `new` check), `state` (per-environment state), `errors`.
+//! (the `new` check), `metrics` (the counters), `state` (per-environment
+//! state), `errors`.
 
 mod calls;
 mod channel;
@@ -32,6 +33,7 @@ mod chunk;
 mod construct;
 mod errors;
 mod hot;
+mod metrics;
 mod open;
 mod sse;
 mod state;

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use crate::bytes::Batch;
 use crate::event_id::ChannelId;
 use crate::history::History;
+use crate::metrics::ChannelCounters;
 use crate::slab::Key;
 
 /// Who an event is for.
@@ -114,6 +115,7 @@ pub struct Channel {
   /// The JavaScript object is gone; the channel goes once its window has
   /// been written.
   pub dropped: bool,
+  pub counters: ChannelCounters,
 }
 
 impl Channel {
@@ -127,6 +129,7 @@ impl Channel {
       tick: None,
       closed: false,
       dropped: false,
+      counters: ChannelCounters::default(),
     }
   }
 

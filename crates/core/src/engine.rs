@@ -19,6 +19,7 @@ use crate::event_id::ChannelId;
 use crate::frame::{self, Event, EventId};
 use crate::heartbeat::{Heartbeats, BEATS_PER_FIRING};
 use crate::history::{self, History, Resume};
+use crate::metrics::{ChannelSnapshot, Counters, Snapshot};
 use crate::slab::{Key, Slab};
 use crate::stream::{CloseReason, Replay, Stream};
 use crate::validate::{self, FieldError};
@@ -53,6 +54,10 @@ pub const DEFAULT_MAX_REPLAYS: usize = 32;
 
 /// Entries read from Redis per replay page.
 pub const REDIS_PAGE_ENTRIES: u32 = 100;
+
+/// Overflows [`Engine::overflow_bytes`] remembers past the last batch of
+/// actions taken.
+pub const REPORTED_OVERFLOWS: usize = 4096;
 
 /// Work the caller must carry out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +263,8 @@ struct RemoteCursor {
   /// ... up to this one.
   until: ChannelId,
   fetching: bool,
+  /// Frames of this replay were queued (it is counted as a replay).
+  replayed: bool,
 }
 
 /// One flush, grouped for writing (see [`Engine::flush_plan`]).
@@ -298,6 +305,12 @@ pub struct Engine {
   /// one after the other (the first is the one being read).
   cursors: std::collections::HashMap<Key, VecDeque<RemoteCursor>>,
   staged: Slab<Prepared>,
+  counters: Counters,
+  /// Streams closed for overflow since the last [`Engine::take_actions`],
+  /// with the bytes they held; then those of the actions taken (see
+  /// [`Engine::overflow_bytes`]).
+  overflowed: Vec<(Key, u64)>,
+  reported_overflows: std::collections::HashMap<Key, u64>,
 }
 
 impl Default for Engine {
@@ -371,6 +384,9 @@ impl Engine {
       max_replays: DEFAULT_MAX_REPLAYS,
       cursors: std::collections::HashMap::new(),
       staged: Slab::default(),
+      counters: Counters::default(),
+      overflowed: Vec::new(),
+      reported_overflows: std::collections::HashMap::new(),
     }
   }
 
@@ -428,6 +444,7 @@ impl Engine {
       );
     }
     let key = self.streams.insert(stream)?;
+    self.counters.streams_opened += 1;
     let mut out = 0;
     if options.keep_alive_ms > 0 {
       let due = now_ms.saturating_add(options.keep_alive_ms);
@@ -503,12 +520,20 @@ impl Engine {
     if id.is_none() {
       stream.next_id += 1;
     }
+    self.counters.events += 1;
     Ok(self.after_push(key))
   }
 
   /// Sends a comment (`: <line>` per line, then a blank line); `0` on a
   /// closed stream.
   pub fn comment(&mut self, key: Key, text: &dyn Text) -> u32 {
+    if self.streams.contains(key) {
+      self.counters.comments += 1;
+    }
+    self.push_comment(key, text)
+  }
+
+  fn push_comment(&mut self, key: Key, text: &dyn Text) -> u32 {
     let Some(stream) = self.streams.get_mut(key) else {
       return 0;
     };
@@ -594,6 +619,7 @@ impl Engine {
     if stream.pending.is_empty() || stream.replay.is_some() {
       return None;
     }
+    self.counters.bytes += stream.pending.len() as u64;
     Some(stream.pending.take(write))
   }
 
@@ -628,6 +654,7 @@ impl Engine {
       }
     }
     let stream = self.streams.get_mut(key)?;
+    self.counters.bytes += stream.pending.len() as u64;
     let result = stream.pending.take(write);
     out |= self.close_stream(key, CloseReason::Server).unwrap_or(0);
     Some((result, out))
@@ -647,8 +674,10 @@ impl Engine {
   /// Closes the stream for overflow: [`flags::ACTIONS`] (its `Destroy`) and
   /// the flags of a replay that took its slot.
   fn overflow(&mut self, key: Key) -> u32 {
+    let buffered = self.streams.get(key).map_or(0, Stream::buffered);
     match self.close_stream(key, CloseReason::Overflow) {
       Some(out) => {
+        self.overflowed.push((key, buffered));
         self.actions.push(Action::Destroy(key));
         out | flags::ACTIONS
       }
@@ -682,8 +711,9 @@ impl Engine {
 
   /// Forgets the stream: out of its channels, its bytes and heartbeat gone.
   /// Returns the flags of a waiting replay that took its slot.
-  fn close_stream(&mut self, key: Key, _reason: CloseReason) -> Option<u32> {
+  fn close_stream(&mut self, key: Key, reason: CloseReason) -> Option<u32> {
     let mut stream = self.streams.remove(key)?;
+    self.counters.closed(reason);
     if stream.keep_alive_ms > 0 {
       self.beating = self.beating.saturating_sub(1);
       if self.beating == 0 {
@@ -725,6 +755,7 @@ impl Engine {
         finished += 1;
       }
       if !stream.pending.is_empty() {
+        self.counters.bytes += stream.pending.len() as u64;
         stream.pending.take(|chunk| write(key, chunk));
       }
       if let Some(replay) = &stream.replay {
@@ -814,6 +845,15 @@ impl Engine {
 
   /// Takes the work the caller must carry out.
   pub fn take_actions(&mut self) -> Vec<Action> {
+    if !self.overflowed.is_empty() {
+      // Kept across takes (user code may take actions while the caller
+      // still carries out earlier ones), within a bound; keys are never
+      // reused, so an old entry cannot answer for a new stream.
+      if self.reported_overflows.len() > REPORTED_OVERFLOWS {
+        self.reported_overflows.clear();
+      }
+      self.reported_overflows.extend(self.overflowed.drain(..));
+    }
     std::mem::take(&mut self.actions)
   }
 
@@ -861,7 +901,8 @@ impl Engine {
       stream.next_beat_ms = next;
       self.heartbeats.schedule(key, next);
       beaten += 1;
-      out |= self.comment(key, &"");
+      self.counters.heartbeats += 1;
+      out |= self.push_comment(key, &"");
     }
     if beaten == BEATS_PER_FIRING && self.heartbeats.next_due().is_some_and(|due| due <= now_ms) {
       self.timer_due = Some(now_ms + 1);
@@ -959,7 +1000,9 @@ impl Engine {
       },
       ChannelSource::Redis => Source::Redis { head: None },
     };
-    self.channels.insert(Channel::new(source, window_ms))
+    let key = self.channels.insert(Channel::new(source, window_ms))?;
+    self.counters.channels_opened += 1;
+    Some(key)
   }
 
   pub fn channel(&self, key: Key) -> Option<&Channel> {
@@ -1009,10 +1052,16 @@ impl Engine {
         };
         channel.insert(member);
         match (decision, frames) {
-          (None, _) => Ok((true, self.push_position(stream_key, head))),
+          (None, _) => Ok((true, self.push_position(channel_key, stream_key, head))),
           (Some(_), Some(frames)) if frames.is_empty() => Ok((true, 0)),
-          (Some(_), Some(frames)) => Ok((true, self.begin_replay(stream_key, frames, false))),
-          (Some((_, reason)), None) => Ok((true, self.push_reset(stream_key, head, reason))),
+          (Some(_), Some(frames)) => {
+            let bytes = frames.iter().map(|frame| frame.len()).sum::<usize>();
+            self.count_replay(channel_key, bytes);
+            Ok((true, self.begin_replay(stream_key, frames, false)))
+          }
+          (Some((_, reason)), None) => {
+            Ok((true, self.push_reset(channel_key, stream_key, head, reason)))
+          }
         }
       }
       Source::Redis { head } => {
@@ -1052,11 +1101,14 @@ impl Engine {
     }
   }
 
-  fn push_position(&mut self, stream: Key, head: ChannelId) -> u32 {
+  fn push_position(&mut self, channel_key: Key, stream: Key, head: ChannelId) -> u32 {
     let mut id = Vec::new();
     head.write(&mut id);
     let mut out = Vec::new();
     frame::push_position(&mut out, &id);
+    if let Some(channel) = self.channels.get_mut(channel_key) {
+      channel.counters.bytes += out.len() as u64;
+    }
     self.push_own_bytes(stream, &out)
   }
 
@@ -1076,8 +1128,55 @@ impl Engine {
     out
   }
 
-  fn push_reset(&mut self, stream: Key, head: ChannelId, reason: Resume) -> u32 {
-    self.push_own_bytes(stream, &Self::reset_frame(head, reason))
+  fn push_reset(&mut self, channel_key: Key, stream: Key, head: ChannelId, reason: Resume) -> u32 {
+    let frame = Self::reset_frame(head, reason);
+    self.count_reset(channel_key, frame.len());
+    self.push_own_bytes(stream, &frame)
+  }
+
+  /// A member got a `reset` of `bytes` bytes from `channel_key`.
+  fn count_reset(&mut self, channel_key: Key, bytes: usize) {
+    self.counters.resets += 1;
+    if let Some(channel) = self.channels.get_mut(channel_key) {
+      channel.counters.resets += 1;
+      channel.counters.bytes += bytes as u64;
+    }
+  }
+
+  /// A member's replay from `channel_key` started with `bytes` bytes (a
+  /// Redis replay's pages add theirs as they come).
+  fn count_replay(&mut self, channel_key: Key, bytes: usize) {
+    self.counters.replays += 1;
+    if let Some(channel) = self.channels.get_mut(channel_key) {
+      channel.counters.replays += 1;
+      channel.counters.bytes += bytes as u64;
+    }
+  }
+
+  // ----- metrics -----
+
+  /// The engine's counters and gauges.
+  pub fn metrics(&self) -> Snapshot {
+    Snapshot {
+      counters: self.counters,
+      streams_open: self.streams.len() as u64,
+    }
+  }
+
+  /// A channel's counters and member count; `None` once it is released.
+  pub fn channel_metrics(&self, channel_key: Key) -> Option<ChannelSnapshot> {
+    let channel = self.channels.get(channel_key)?;
+    Some(ChannelSnapshot {
+      counters: channel.counters,
+      members: channel.members.len() as u64,
+    })
+  }
+
+  /// The bytes a stream held when it was closed for overflow, once the
+  /// actions that report it (its `Destroy`) were taken; `None` when it
+  /// did not overflow, or too many overflows were reported since.
+  pub fn overflow_bytes(&self, stream_key: Key) -> Option<u64> {
+    self.reported_overflows.get(&stream_key).copied()
   }
 
   /// Takes `stream` out of `channel` (its stream stays open). Returns
@@ -1167,6 +1266,7 @@ impl Engine {
       return Err(ChannelError::Gone);
     };
     let id = ChannelId::new(*epoch, history.head().seq + 1);
+    channel.counters.broadcasts += 1;
     let mut framed = Vec::with_capacity(prepared.name.len() + prepared.data.len() + 48);
     prepared.frame(id, &mut framed);
     if targets.is_all() && replay {
@@ -1263,6 +1363,7 @@ impl Engine {
     };
     let mut out = 0;
     let mut over = Vec::new();
+    let mut delivered = 0;
     for member in channel.members.iter_mut() {
       let Some(stream) = self.streams.get_mut(member.stream) else {
         continue;
@@ -1281,11 +1382,15 @@ impl Engine {
         continue;
       }
       stream.push_shared(batch, start, end);
+      delivered += 1;
       match queue.pushed(member.stream, stream) {
         Pushed::Flags(flags) => out |= flags & !flags::ACCEPTED,
         Pushed::Overflow => over.push(member.stream),
       }
     }
+    channel.counters.deliveries += delivered;
+    channel.counters.bytes += delivered * (end - start) as u64;
+    self.counters.events += delivered;
     for key in over {
       out |= self.overflow(key);
     }
@@ -1332,6 +1437,9 @@ impl Engine {
     }
     let out = self.window_fire(channel_key);
     if let Some(channel) = self.channels.get_mut(channel_key) {
+      if !channel.closed {
+        self.counters.channels_closed += 1;
+      }
       channel.closed = true;
     }
     out | self.detach_members(channel_key)
@@ -1370,7 +1478,13 @@ impl Engine {
 
   fn release_channel(&mut self, channel_key: Key) -> u32 {
     let out = self.detach_members(channel_key);
-    self.channels.remove(channel_key);
+    if self
+      .channels
+      .remove(channel_key)
+      .is_some_and(|channel| !channel.closed)
+    {
+      self.counters.channels_closed += 1;
+    }
     out
   }
 
@@ -1421,11 +1535,11 @@ impl Engine {
       .map(|text| ChannelId::parse(text.as_bytes()))
     {
       None => {
-        let out = self.push_position(stream_key, head);
+        let out = self.push_position(channel_key, stream_key, head);
         out | self.finish_join(channel_key, stream_key, head)
       }
       Some(None) => {
-        let out = self.push_reset(stream_key, head, Resume::Unknown);
+        let out = self.push_reset(channel_key, stream_key, head, Resume::Unknown);
         out | self.finish_join(channel_key, stream_key, head)
       }
       Some(Some(last)) => {
@@ -1451,6 +1565,7 @@ impl Engine {
             after: last,
             until: head,
             fetching: false,
+            replayed: false,
           });
         let out = self.begin_replay(stream_key, VecDeque::new(), true);
         // A replay that got a slot at once asks for its first page now.
@@ -1474,17 +1589,23 @@ impl Engine {
     let Some(stream) = self.streams.get_mut(stream_key) else {
       return 0;
     };
-    let mut pushed = false;
+    let (mut pushed, mut bytes) = (0, 0);
     for event in waiting {
       if event.id <= upto {
         continue;
       }
       after = after.max(event.id);
       stream.push_shared(&event.batch, event.start, event.end);
-      pushed = true;
+      pushed += 1;
+      bytes += (event.end - event.start) as u64;
     }
     member.after = after;
-    if pushed {
+    self.counters.events += pushed;
+    if let Some(channel) = self.channels.get_mut(channel_key) {
+      channel.counters.deliveries += pushed;
+      channel.counters.bytes += bytes;
+    }
+    if pushed > 0 {
       self.after_push(stream_key)
     } else {
       0
@@ -1531,6 +1652,7 @@ impl Engine {
       if decision != Resume::Replay {
         let more = self.drop_cursor(stream_key, channel_key);
         let reset = Self::reset_frame(head, decision);
+        self.count_reset(channel_key, reset.len());
         if let Some(replay) = self
           .streams
           .get_mut(stream_key)
@@ -1561,6 +1683,7 @@ impl Engine {
     let full = entries.len() as u32 >= REDIS_PAGE_ENTRIES;
     let mut newest = last;
     let mut frames = VecDeque::new();
+    let mut replayed = 0;
     for entry in &entries {
       let Some(id) = entry.id else { continue };
       newest = newest.max(id);
@@ -1568,8 +1691,21 @@ impl Engine {
         continue;
       }
       if let Some(frame) = frame_entry(id, entry) {
+        replayed += frame.len() as u64;
         frames.push_back(Rc::from(frame));
       }
+    }
+    // A replay counts once it has an event (a client that was up to date,
+    // or missed only live-only events, got none).
+    let counted = !frames.is_empty()
+      && self
+        .cursor_mut(stream_key)
+        .is_some_and(|cursor| !std::mem::replace(&mut cursor.replayed, true));
+    if counted {
+      self.count_replay(channel_key, 0);
+    }
+    if let Some(channel) = self.channels.get_mut(channel_key) {
+      channel.counters.bytes += replayed;
     }
     let done = !full || newest >= until;
     // Done with this channel, the replay may go on with another's.
@@ -1630,6 +1766,7 @@ impl Engine {
     let Some(framed) = frame_entry(id, entry) else {
       return 0;
     };
+    channel.counters.broadcasts += 1;
     let targets = match &entry.to {
       Some(list) => Targets::from_uuid_list(list, ','),
       None => Targets::All,

@@ -24,6 +24,7 @@ pub mod given;
 pub mod headers;
 pub mod heartbeat;
 pub mod history;
+pub mod metrics;
 pub mod options;
 pub mod slab;
 pub mod stream;
