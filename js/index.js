@@ -8,6 +8,7 @@ const binding = require('./load.js').load()
 const stream = require('./stream.js')
 const fetchForm = require('./fetch.js')
 const channel = require('./channel.js')
+const drainer = require('./drain.js')
 
 stream.install(binding.SSE)
 fetchForm.install(binding.SSE)
@@ -23,3 +24,7 @@ stream.useHot(
 
 exports.SSE = binding.SSE
 exports.Channel = binding.Channel
+/** Ends every open stream for a shutdown or a deploy (see README, "Graceful drain"). */
+exports.drain = function drain(options) {
+  return drainer.drain(-1, options)
+}
