@@ -112,31 +112,41 @@ function watch(res) {
 }
 
 /**
- * The connection goes once the response has finished, so that the
- * client's reconnect opens a new connection (which a load balancer can
- * send to another server) instead of coming back on this one: HTTP/1.x
- * closes it (Node detaches the socket when the response finishes, so it
- * is taken now); HTTP/2 tells the session to go away (GOAWAY: its other
- * streams finish, new requests take a new connection). In the Fetch form
- * the runtime owns the connection.
+ * The connection goes with the response, so that the client's reconnect
+ * opens a new connection (which a load balancer can send to another
+ * server) instead of coming back on this one: HTTP/1.x closes it, HTTP/2
+ * tells the session to go away (GOAWAY: its other streams finish, new
+ * requests take a new connection). Right after the response's end is
+ * written (a microtask after this call, when the end has been carried
+ * out), so that the end of the body and the end of the connection arrive
+ * together: a client that saw the body end first could otherwise send its
+ * reconnect on the connection before it sees it close. When the end did
+ * not happen at once (a wrapper such as a compression middleware ends the
+ * response later), once the response has finished. In the Fetch form the
+ * runtime owns the connection.
  */
 function closeConnectionAfter(res) {
   if (typeof res.once !== 'function') return
   const stream = res.stream
+  let close
   if (typeof stream === 'object' && stream !== null) {
     const session = stream.session
     if (typeof session !== 'object' || session === null || typeof session.close !== 'function') return
-    res.once('finish', () => {
+    close = () => {
       if (!session.closed && !session.destroyed) session.close()
-    })
-    return
+    }
+  } else {
+    const socket = res.socket
+    if (typeof socket !== 'object' || socket === null || typeof socket.end !== 'function') return
+    close = () => {
+      if (socket.destroyed) return
+      if (typeof socket.destroySoon === 'function') socket.destroySoon()
+      else socket.end()
+    }
   }
-  const socket = res.socket
-  if (typeof socket !== 'object' || socket === null || typeof socket.end !== 'function') return
-  res.once('finish', () => {
-    if (socket.destroyed) return
-    if (typeof socket.destroySoon === 'function') socket.destroySoon()
-    else socket.end()
+  queueMicrotask(() => {
+    if (res.writableEnded === true) close()
+    else res.once('finish', close)
   })
 }
 
