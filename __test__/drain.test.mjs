@@ -248,6 +248,35 @@ test('drain() ends streams of both forms; the Fetch body ends after the retry fr
   await srv.close()
 })
 
+test('drain() called from a res.write wrapper in the middle of a flush: every stream gets its events, then its retry', async () => {
+  const srv = await sseServer()
+  const channel = new Channel()
+  const members = []
+  for (let i = 0; i < 3; i++) members.push(await srv.open())
+  for (const { sse } of members) assert.ok(channel.add(sse))
+  await sleep(10)
+  // The second member's write starts the drain (user code inside our write).
+  let drained = null
+  const wrapped = members[1].res
+  const write = wrapped.write
+  wrapped.write = function (...args) {
+    const result = write.apply(this, args)
+    if (drained === null && String(args[0]).includes('event: b')) drained = drain({ windowMs: 200 })
+    return result
+  }
+  channel.broadcast({ eventName: 'b', eventPayload: 1 })
+  channel.broadcast({ eventName: 'b', eventPayload: 2 })
+  await waitFor(() => drained !== null, { what: 'the wrapper to drain' })
+  assert.deepEqual(await within(drained, 5000, 'the drain'), { streams: 3, destroyed: 0 })
+  for (const { client } of members) {
+    const body = (await client.waitForBody((_, parsed) => parsed.complete)).body.toString()
+    assert.match(body, /event: b\ndata: 1\n\n(id: .*\n)?event: b\ndata: 2\n\nretry: \d+\n\n$/)
+  }
+  await sleep(200)
+  channel.close()
+  await srv.close()
+})
+
 // ------------------------------------------------- server.close() afterwards
 
 test('after drain(), server.close() completes with keep-alive clients and Connection: close', async () => {

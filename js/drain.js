@@ -88,6 +88,17 @@ function finished(res) {
  * its last bytes and its end are written: the drain waits for `res`.
  */
 function watch(res) {
+  try {
+    follow(res)
+  } catch (err) {
+    // A response whose getters throw: the drain does not wait for it.
+    queueMicrotask(() => {
+      throw err
+    })
+  }
+}
+
+function follow(res) {
   let run = collecting
   if (run === null) {
     // Opened (or joined the channel) while draining: the newest drain
@@ -102,7 +113,7 @@ function watch(res) {
   }
   run.streams++
   closeConnectionAfter(res)
-  if (finished(res)) return
+  if (typeof res.once !== 'function' || finished(res)) return
   run.waiting.add(res)
   const done = () => {
     if (run.waiting.delete(res) && run.sealed && run.waiting.size === 0) run.settle()
