@@ -137,7 +137,7 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
 }
 
-test(`${TOTAL} eventsource clients move from a draining server to another with every event once`, async (t) => {
+test(`${TOTAL} eventsource clients move from a draining server to another with every event once`, { timeout: 60000 }, async (t) => {
   const stream = `native-sse-test:${process.pid}:drain`
   const a = await startServerProcess(stream)
   const b = await startServerProcess(stream)
@@ -191,6 +191,10 @@ test(`${TOTAL} eventsource clients move from a draining server to another with e
     if (Date.now() > until) throw new Error('the clients did not get the first events')
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
+
+  // Nobody has reached B yet.
+  const before = await b.ask({ type: 'state' }, 'state')
+  assert.equal(before.fresh + before.resumed, 0)
 
   // The deploy: new connections go to B, A drains and goes away.
   drained = true

@@ -336,6 +336,26 @@ test('after drain(), an HTTP/2 server closes too: the sessions are told to go aw
 
 // ------------------------------------------------------- a client that never reads
 
+test('a Fetch body nobody reads still ends: the drain destroys it after timeoutMs', async () => {
+  const sse = new SSE(new Request('http://127.0.0.1/events'), { keepAlive: 0, maxBufferedBytes: 64 * 1024 * 1024 })
+  const response = sse.getResponse()
+  for (let i = 0; i < 64; i++) sse.send({ eventName: 'fill', data: 'x'.repeat(16 * 1024) })
+  await sleep(0)
+  assert.ok(sse.bufferedBytes > 512 * 1024, 'the body holds what nobody read')
+  const reasons = []
+  sse.onClose((reason) => reasons.push(reason))
+  assert.deepEqual(await within(drain({ windowMs: 0, timeoutMs: 100 }), 5000, 'the drain'), { streams: 1, destroyed: 1 })
+  assert.deepEqual(reasons, ['server'])
+  // What the runtime took before is still there; then the body ends.
+  const reader = response.body.getReader()
+  for (let i = 0; i < 10; i++) {
+    const { done } = await within(reader.read(), 1000, 'the destroyed body to end')
+    if (done) return
+  }
+  assert.fail('the destroyed body did not end')
+})
+
+
 test('a stream whose client never reads still ends: its response is destroyed after timeoutMs', async () => {
   const srv = await sseServer({ keepAlive: 0, maxBufferedBytes: 256 * 1024 * 1024 })
   const stuck = await srv.open()
