@@ -71,6 +71,24 @@ export interface ChannelOptions {
   maxLen?: number
 }
 
+/** The argument of `drain()` and `channel.drain()`. Every field is optional; each is an integer from 0 to 2147483647. */
+export interface DrainOptions {
+  /** The clients' reconnects are spread over this many milliseconds: each stream's `retry:` is a different point of the window. Default 10000; 0 sends every client back after `minMs`. */
+  windowMs?: number
+  /** The shortest `retry:`: the window starts this many milliseconds after the drain. Default 0. */
+  minMs?: number
+  /** Milliseconds the drained responses may take to finish (a client that does not read); then they are destroyed. Default 10000. */
+  timeoutMs?: number
+}
+
+/** What the promise of `drain()` resolves with once every drained response has finished or been destroyed. */
+export interface DrainSummary {
+  /** Streams this drain ended (with those opened, or added to the channel, while it was settling). */
+  streams: number
+  /** Of those, the responses that had not finished within `timeoutMs` and were destroyed. */
+  destroyed: number
+}
+
 /** The parts of an ioredis client (`new Redis(...)`) a Redis channel uses. */
 export interface ChannelRedisClient {
   readonly status: string

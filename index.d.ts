@@ -15,6 +15,8 @@ import type * as binding from './binding.d.ts'
 export type ChannelEvent = binding.ChannelEvent
 export type ChannelOptions = binding.ChannelOptions
 export type ChannelRedisClient = binding.ChannelRedisClient
+export type DrainOptions = binding.DrainOptions
+export type DrainSummary = binding.DrainSummary
 export type SSECloseReason = binding.SSECloseReason
 export type SSEOptions = binding.SSEOptions
 export type SSERawEvent = binding.SSERawEvent
@@ -317,6 +319,19 @@ export interface Channel<E extends object = UntypedEvents, Remote extends boolea
    * after `close()` (with no members).
    */
   metrics(): ChannelMetrics
+  /**
+   * Ends the members' streams for a shutdown or a deploy, as `drain()`
+   * does for every stream: each gets a `retry: <ms>` frame after what it
+   * still has (the values spread over `options.windowMs`), then ends
+   * (`onClose('server')`, out of its channels). Until the window is over,
+   * a stream added to the channel is ended the same way instead (`add()`
+   * returns `false`). Resolves when the responses have finished (those
+   * that have not within `options.timeoutMs` are destroyed).
+   *
+   * Throws `ERR_SSE_INVALID_OPTION` for bad options, and
+   * `ERR_SSE_CHANNEL_CLOSED` after `close()`; nothing is ended then.
+   */
+  drain(options?: DrainOptions): Promise<DrainSummary>
 }
 
 export type SSEMetrics = binding.SSEMetrics
@@ -326,3 +341,21 @@ export type ChannelMetrics = binding.ChannelMetrics
  * plain snapshot, read synchronously.
  */
 export declare function metrics(): SSEMetrics
+
+/**
+ * Ends every open stream of the process (both forms) for a shutdown or a
+ * deploy: each gets a `retry: <ms>` frame after what it still has, the
+ * values spread evenly over `options.windowMs` (default 10000) from
+ * `options.minMs` (default 0) in a random order, so that the clients
+ * reconnect to the other servers over the window rather than all at once;
+ * then it ends (`onClose('server')`, out of its channels), and its
+ * HTTP/1.x connection is closed (an HTTP/2 session is told to go away).
+ * Until the window is over, a stream that opens is ended the same way
+ * right after its opening bytes. Resolves when every drained response
+ * has finished; those that have not within `options.timeoutMs` (default
+ * 10000) are destroyed. Call `server.close()` afterwards.
+ *
+ * Throws `ERR_SSE_INVALID_OPTION` (a `TypeError`) for bad options, before
+ * anything is ended.
+ */
+export declare function drain(options?: DrainOptions): Promise<DrainSummary>

@@ -1,4 +1,4 @@
-// The framework recipes of the README, tested on real servers: Express 5,
+// The framework recipes of docs/runtimes.md, tested on real servers: Express 5,
 // Fastify 5 (reply.hijack()), Koa 3 (ctx.respond = false), and Express behind
 // the `compression` middleware, with the `eventsource` client and raw sockets.
 import assert from 'node:assert/strict'
@@ -287,7 +287,7 @@ describe('express with the compression middleware', () => {
       const sse = new SSE(req, res)
       streams.add(sse, req, res)
     })
-    // ... with the README's workaround: res.flush() queued after each write.
+    // ... with the workaround in docs/runtimes.md: res.flush() queued after each write.
     app.get('/events-overridden-flushed', (req, res) => {
       overrideCacheControl(res)
       const sse = new SSE(req, res)
@@ -385,7 +385,7 @@ describe('express with the compression middleware', () => {
     const expected = welcome + s42Frame(1, EVENTS[0].eventName, EVENTS[0].eventPayload) + s42Frame(2, EVENTS[1].eventName, EVENTS[1].eventPayload)
     await client.waitForBody((_, parsed) => bodyText(parsed) === expected, { timeoutMs: 2000, what: 'the events after res.flush()' })
   })
-  test('without no-transform, res.flush() queued after each send() (the README helper) delivers every event', async (t) => {
+  test('without no-transform, res.flush() queued after each send() (the helper in docs/runtimes.md) delivers every event', async (t) => {
     const { client, stream } = await connect(srv, () => rawGet(srv.port, '/events-overridden-flushed', { 'Accept-Encoding': 'gzip' }))
     t.after(() => client.close())
     const welcome = s42Frame(0, 'welcome', { uuid: stream.sse.getUUID() })

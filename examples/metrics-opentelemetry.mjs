@@ -1,6 +1,6 @@
-// Recipe: native-sse's counters as OpenTelemetry metrics (README
-// "Operations"): observable instruments with one batch callback, which
-// reads metrics() once per collection. Tested by
+// Recipe: native-sse's counters as OpenTelemetry metrics
+// (docs/operations.md): observable instruments with one batch callback,
+// which reads metrics() once per collection. Tested by
 // __test__/metrics-recipes.test.mjs.
 //
 //   import { metrics as otel } from '@opentelemetry/api'

@@ -99,3 +99,19 @@ void [overflowed, perChannel.deliveries, redisState]
 // @ts-expect-error the counters are numbers
 const notText: string = counters.events
 void notText
+// Graceful drain: drain() for every stream, channel.drain() for a channel's.
+import { drain, type DrainOptions, type DrainSummary } from 'native-sse'
+
+export async function shutDown(server: ReturnType<typeof createServer>, channel: Channel): Promise<number> {
+  const options: DrainOptions = { windowMs: 10_000, minMs: 500, timeoutMs: 5_000 }
+  const summary: DrainSummary = await drain(options)
+  const room: DrainSummary = await channel.drain({ windowMs: 0 })
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  channel.close()
+  // @ts-expect-error windowMs is a number of milliseconds
+  drain({ windowMs: '10s' })
+  // @ts-expect-error the summary counts streams
+  const wrong: string = summary.streams
+  void wrong
+  return summary.streams + summary.destroyed + room.streams
+}

@@ -221,8 +221,15 @@ function metrics() {
   return counters
 }
 
+/** Ends the members' streams for a shutdown or a deploy (js/drain.js). */
+function drain(options) {
+  const cs = stateOf(this, 'drain(options)')
+  checkOpen(cs, 'drain(options)')
+  return require('./drain.js').drain(cs.key, options)
+}
+
 function install(Channel) {
-  const methods = { add, remove, broadcast, close, metrics }
+  const methods = { add, remove, broadcast, close, metrics, drain }
   for (const [name, value] of Object.entries(methods)) {
     Object.defineProperty(Channel.prototype, name, { value, writable: true, configurable: true, enumerable: false })
   }

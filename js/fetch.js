@@ -90,6 +90,13 @@ class BodySink {
     this.closeListener = null
     this.drainListener = null
     this.onAbort = null
+    /** The body is closed (for a drain waiting on it: 'finish'). */
+    this.finished = false
+    this.finishListener = null
+  }
+
+  get writableFinished() {
+    return this.finished
   }
 
   /** Bytes written that the runtime has not taken. */
@@ -169,12 +176,17 @@ class BodySink {
   closeBody() {
     const controller = this.controller
     this.release()
-    if (controller === null) return
-    try {
-      controller.close()
-    } catch {
-      // Already closed by the runtime.
+    if (controller !== null) {
+      try {
+        controller.close()
+      } catch {
+        // Already closed by the runtime.
+      }
     }
+    this.finished = true
+    const listener = this.finishListener
+    this.finishListener = null
+    if (listener !== null) listener.call(this)
   }
 
   on(name, listener) {
@@ -184,6 +196,7 @@ class BodySink {
 
   once(name, listener) {
     if (name === 'drain') this.drainListener = listener
+    else if (name === 'finish') this.finishListener = listener
     return this
   }
 

@@ -9,6 +9,7 @@ const stream = require('./stream.js')
 const fetchForm = require('./fetch.js')
 const channel = require('./channel.js')
 const { metrics } = require('./metrics.js')
+const drainer = require('./drain.js')
 
 stream.install(binding.SSE)
 fetchForm.install(binding.SSE)
@@ -25,3 +26,7 @@ stream.useHot(
 exports.SSE = binding.SSE
 exports.Channel = binding.Channel
 exports.metrics = metrics
+/** Ends every open stream for a shutdown or a deploy (docs/operations.md, "Graceful drain"). */
+exports.drain = function drain(options) {
+  return drainer.drain(-1, options)
+}

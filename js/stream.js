@@ -43,7 +43,7 @@ let timer = null
 /** The stream whose send scheduled the next flush (its write may come alone). */
 let scheduledBy = null
 /** Handlers for work the core hands out that is not about streams. */
-const handlers = { redisReplay: null }
+const handlers = { redisReplay: null, drained: null }
 /** The per-event binding functions (`send`, `comment`, `flush`), from `init()`. */
 let hot = null
 function useHot(functions) {
@@ -80,8 +80,10 @@ function attachStream(sse, res, key, flags, uuid, lastEventId, form = 'node') {
   table[key % SLOTS] = st
   // The core's answer is carried out before any code that is not ours runs
   // (a wrapped `res.on`, a `res` that refuses properties): a flush it asked
-  // for is never lost.
-  apply(flags, st)
+  // for is never lost. Its actions (an end it decided at once: a stream
+  // opened while draining, a cap below the opening bytes) wait in the core
+  // until the response is ours, below.
+  apply(flags & ~ACTIONS, st)
   try {
     res[kState] = st
     res.on('error', noop)
@@ -99,6 +101,7 @@ function attachStream(sse, res, key, flags, uuid, lastEventId, form = 'node') {
     throw err
   }
   announceOpen(st, form)
+  if (flags & ACTIONS) runActions()
   if (!st.closed) {
     const why = goneReason(res)
     if (why !== 0) gone(st, why)
@@ -408,6 +411,19 @@ function runActions() {
             apply(binding.streamLength(st.key, typeof len === 'number' ? len : 0), st)
           }
           i += 2
+          break
+        }
+        case 5: {
+          // Ended by a drain: as 2, and the drain watches the response
+          // until it has finished.
+          const st = lookup(actions[i + 1])
+          if (st !== undefined && !st.closed) {
+            if (handlers.drained !== null && st.res !== null) handlers.drained(st.res)
+            finish(st, 2, true)
+            if (writing > 0) deferred.push(st, actions[i + 2], [])
+            else endNow(st, actions[i + 2], [])
+          }
+          i += 3
           break
         }
         case 4:

@@ -10,6 +10,7 @@ use napi::{sys, Env, ValueType};
 use napi_derive::napi;
 use native_sse_core::bytes::Chunk;
 use native_sse_core::channel::Targets;
+use native_sse_core::drain::{DrainOptions, DrainScope};
 use native_sse_core::engine::{ChannelError, Entry, Page};
 use native_sse_core::event_id::ChannelId;
 use native_sse_core::validate::FieldError;
@@ -161,7 +162,8 @@ pub fn stream_queued_bytes(env: &Env, stream: f64) -> Result<f64> {
 /// The work the front must carry out, flat: `1, stream` destroy (overflow);
 /// `2, stream, chunk` end after writing `chunk` (or `undefined`);
 /// `3, stream` report the length; `4, channel, stream, from, until, first,
-/// count` read a Redis replay page.
+/// count` read a Redis replay page; `5, stream, chunk` end after writing
+/// `chunk`, for a drain (watch the response finish).
 #[napi(js_name = "takeActions", skip_typescript)]
 pub fn take_actions(env: &Env) -> Result<Array<'_>> {
   let state = State::get(env)?;
@@ -185,6 +187,15 @@ pub fn take_actions(env: &Env) -> Result<Array<'_>> {
       Action::NeedLength(stream) => {
         out.insert(3)?;
         out.insert(stream.to_bits() as f64)?;
+      }
+      Action::Drained(stream, bytes) => {
+        out.insert(5)?;
+        out.insert(stream.to_bits() as f64)?;
+        if bytes.is_empty() {
+          out.insert(())?;
+        } else {
+          out.insert(unknown(env, chunk::value(env.raw(), &bytes)?))?;
+        }
       }
       Action::RedisReplay {
         channel,
@@ -242,7 +253,9 @@ const BROADCAST: &str = "broadcast(event, options)";
 /// `add(sse)`: -1 when the stream has ended, else the flags.
 #[napi(js_name = "channelAdd", skip_typescript)]
 pub fn channel_add(env: &Env, channel: f64, stream: f64) -> Result<i64> {
-  let added = State::get(env)?.with(|engine| engine.add(key(channel), key(stream)))?;
+  let state = State::get(env)?;
+  let now = state.now_ms();
+  let added = state.with(|engine| engine.add_now(key(channel), key(stream), now))?;
   match added {
     Ok((true, out)) => Ok(out as i64),
     Ok((false, _)) => Ok(-1),
@@ -412,6 +425,35 @@ pub fn channel_closed(env: &Env, channel: f64) -> Result<bool> {
       .channel(key(channel))
       .is_none_or(|channel| channel.closed)
   })
+}
+
+// ----- graceful drain -----
+
+/// `drain(options)` (`channel` -1) or `channel.drain(options)`: the
+/// options' numbers (`undefined` when not given) are checked by the core,
+/// which ends the streams. Returns `[streams ended, flags, timeoutMs]`.
+#[napi(js_name = "drain", skip_typescript)]
+pub fn drain(
+  env: &Env,
+  channel: f64,
+  window_ms: Option<f64>,
+  min_ms: Option<f64>,
+  timeout_ms: Option<f64>,
+) -> Result<Vec<f64>> {
+  const CALL: &str = "drain(options)";
+  let options = DrainOptions::check(window_ms, min_ms, timeout_ms)
+    .map_err(|(name, rule)| errors::option_error(env, CALL, name, &rule))?;
+  let scope = if channel < 0.0 {
+    DrainScope::All
+  } else {
+    DrainScope::Channel(key(channel))
+  };
+  let state = State::get(env)?;
+  let now = state.now_ms();
+  let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+  let drained = state.with(|engine| engine.drain(scope, &options, now, seed))?;
+  let (streams, out) = drained.map_err(|err| channel_error(env, CALL, err))?;
+  Ok(vec![streams as f64, out as f64, options.timeout_ms as f64])
 }
 
 // ----- Redis channels -----

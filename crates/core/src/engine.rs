@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use crate::bytes::{Batch, Chunk};
 use crate::channel::{Channel, Member, Queued, Source, Targets, Waiting, Window};
+use crate::drain::{DrainOptions, DrainScope, Drains};
 use crate::event_id::ChannelId;
 use crate::frame::{self, Event, EventId};
 use crate::heartbeat::{Heartbeats, BEATS_PER_FIRING};
@@ -72,6 +73,11 @@ pub enum Action {
   /// The stream may be past its cap, going by the last length its response
   /// reported: report its current `writableLength` ([`Engine::length`]).
   NeedLength(Key),
+  /// The stream was ended by a drain (`'server'`, see [`Engine::drain`]):
+  /// write `bytes` (what it still had, then its `retry:` frame), end its
+  /// response, and destroy the response if it has not finished within the
+  /// drain's timeout.
+  Drained(Key, Vec<u8>),
   /// Read a replay page from the channel's Redis stream: the window
   /// (`XINFO STREAM`) together with the entries from `from` on when
   /// `first`, else the entries after `from` up to `until`.
@@ -311,6 +317,8 @@ pub struct Engine {
   /// [`Engine::overflow_bytes`]).
   overflowed: Vec<(Key, u64)>,
   reported_overflows: std::collections::HashMap<Key, u64>,
+  /// Drains in progress (see [`Engine::drain`]).
+  drains: Drains,
 }
 
 impl Default for Engine {
@@ -387,6 +395,7 @@ impl Engine {
       counters: Counters::default(),
       overflowed: Vec::new(),
       reported_overflows: std::collections::HashMap::new(),
+      drains: Drains::default(),
     }
   }
 
@@ -457,6 +466,11 @@ impl Engine {
     }
     if !opening.is_empty() {
       out |= self.push_own_bytes(key, &opening);
+    }
+    if let Some(retry) = self.drains.on_open(now_ms) {
+      // Everything is draining: the stream is sent elsewhere right after
+      // its opening bytes.
+      out |= self.drain_stream(key, retry);
     }
     Some((key, out | flags::ACCEPTED))
   }
@@ -1485,6 +1499,7 @@ impl Engine {
     {
       self.counters.channels_closed += 1;
     }
+    self.drains.forget(channel_key);
     out
   }
 
@@ -1775,6 +1790,103 @@ impl Engine {
     self.tokens = token;
     let (start, end) = batch.append(&framed);
     self.deliver_or_queue(channel_key, id, &batch, start, end, targets, armed)
+  }
+  // ----- graceful drain -----
+
+  /// Ends every stream of `scope` for a shutdown or a deploy: broadcasts
+  /// waiting for a flush window go out first, then each stream gets a
+  /// `retry:` frame after what it still has (the values spread over the
+  /// window, see [`crate::drain::retry_plan`]) and is closed (`'server'`,
+  /// out of its channels), each as an [`Action::Drained`]. `seed` seeds the
+  /// spread. Until the window is over, streams that open (`All`) or join
+  /// the channel are ended the same way right after their opening bytes,
+  /// with a `retry:` inside what is left of the window. Returns how many
+  /// streams were ended, and the flags.
+  pub fn drain(
+    &mut self,
+    scope: DrainScope,
+    options: &DrainOptions,
+    now_ms: u64,
+    seed: u64,
+  ) -> Result<(u32, u32), ChannelError> {
+    let mut out = 0;
+    let streams: Vec<Key> = match scope {
+      DrainScope::All => {
+        let windows: Vec<Key> = self
+          .channels
+          .keys()
+          .filter(|&key| self.channels.get(key).is_some_and(|c| c.window.is_some()))
+          .collect();
+        for channel in windows {
+          out |= self.window_fire(channel);
+        }
+        self.streams.keys().collect()
+      }
+      DrainScope::Channel(channel_key) => {
+        open_channel(&mut self.channels, channel_key)?;
+        out |= self.window_fire(channel_key);
+        self.members(channel_key)
+      }
+    };
+    let plan = self
+      .drains
+      .start(scope, options, now_ms, seed, streams.len());
+    let mut ended = 0;
+    for (key, retry) in streams.into_iter().zip(plan) {
+      let drained = self.drain_stream(key, retry);
+      if drained != 0 {
+        ended += 1;
+      }
+      out |= drained;
+    }
+    Ok((ended, out))
+  }
+
+  /// [`Engine::add`] at `now_ms`: a stream that joins a draining channel is
+  /// ended instead (it is not made a member), with a `retry:` inside what
+  /// is left of the window.
+  pub fn add_now(
+    &mut self,
+    channel_key: Key,
+    stream_key: Key,
+    now_ms: u64,
+  ) -> Result<(bool, u32), ChannelError> {
+    open_channel(&mut self.channels, channel_key)?;
+    if !self.streams.contains(stream_key) {
+      return Ok((false, 0));
+    }
+    if let Some(retry) = self.drains.on_add(channel_key, now_ms) {
+      return Ok((true, self.drain_stream(stream_key, retry)));
+    }
+    self.add(channel_key, stream_key)
+  }
+
+  /// Ends one stream for a drain: `retry: <ms>` behind everything it
+  /// has, all of it in one [`Action::Drained`]. 0 when it is not open.
+  fn drain_stream(&mut self, key: Key, retry_ms: u64) -> u32 {
+    let mut retry = Vec::with_capacity(24);
+    frame::push_retry(&mut retry, retry_ms);
+    let Some(stream) = self.streams.get_mut(key) else {
+      return 0;
+    };
+    // Behind a replay in progress too: close takes the replay, then what
+    // waited behind it.
+    let _ = stream.tail().push_own(|out| {
+      out.extend_from_slice(&retry);
+      Ok::<(), ()>(())
+    });
+    let mut bytes = Vec::new();
+    let closed = self.close_and_report(key, |chunk| match chunk {
+      Chunk::Bytes(b) => bytes.extend_from_slice(b),
+      Chunk::Batch(batch) => bytes.extend_from_slice(&batch.bytes()),
+    });
+    match closed {
+      Some(((), out)) => {
+        self.actions.push(Action::Drained(key, bytes));
+        out | flags::ACTIONS
+      }
+      None => 0,
+    }
   }
 }
 

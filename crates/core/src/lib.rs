@@ -6,7 +6,7 @@
 //! and `given` for values as the binding read them, with the errors' text),
 //! the response headers (`headers`),
 //! each stream's pending bytes, cap and replay (`bytes`, `stream`), channels
-//! (`channel`), heartbeats (`heartbeat`) and the engine that owns them all
+//! (`channel`), heartbeats (`heartbeat`), graceful drains (`drain`) and the engine that owns them all
 //! (`engine`). The engine is driven by `&mut self` calls and answers with
 //! what to write and what to do; it never calls out, holds no handle of a
 //! JavaScript runtime and needs no `unsafe`. The `native-sse` binding
@@ -17,6 +17,7 @@
 
 pub mod bytes;
 pub mod channel;
+pub mod drain;
 pub mod engine;
 pub mod event_id;
 pub mod frame;

@@ -127,6 +127,16 @@ impl<T> Slab<T> {
   pub fn is_empty(&self) -> bool {
     self.len == 0
   }
+
+  /// The keys of the entries, in slot order.
+  pub fn keys(&self) -> impl Iterator<Item = Key> + '_ {
+    self.entries.iter().enumerate().filter_map(|(slot, entry)| {
+      entry.value.as_ref().map(|_| Key {
+        slot: slot as u32,
+        generation: entry.generation,
+      })
+    })
+  }
 }
 
 #[cfg(test)]

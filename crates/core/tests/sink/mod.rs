@@ -478,6 +478,10 @@ impl Driver {
           self.record(key, bytes, None, 0);
           self.ended.push(key);
         }
+        Action::Drained(key, bytes) => {
+          self.record(key, bytes, None, 0);
+          self.ended.push(key);
+        }
         Action::NeedLength(key) => {
           self.need_length.push(key);
           let len = self.res_len.get(&key).copied().unwrap_or(0);
