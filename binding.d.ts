@@ -269,9 +269,11 @@ export declare class Channel {
    * Makes a channel. Options (all optional): `historyEvents` (default
    * 1000) and `historyBytes` (default 1 MiB) bound the kept events of an
    * in-process channel; `flushWindow` (ms, default 0) lets broadcasts wait
-   * and go out together; `redis` (an ioredis client), `stream` (the Redis
-   * stream key) and `maxLen` (default 10000, `MAXLEN ~`) share the channel
-   * through Redis.
+   * and go out together; `redis` (an ioredis or node-redis client),
+   * `stream` (the Redis stream key) and `maxLen` (default 10000, `MAXLEN
+   * ~`) share the channel through Redis; `maxInFlight` (default 1000) and
+   * `commandTimeout` (ms, default 5000) bound the broadcasts waiting for
+   * Redis and how long Redis has to answer.
    *
    * Throws a `TypeError` when called without `new`, and
    * `ERR_SSE_INVALID_OPTION` when an option is invalid.

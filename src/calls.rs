@@ -12,6 +12,8 @@ use native_sse_core::bytes::Chunk;
 use native_sse_core::channel::Targets;
 use native_sse_core::engine::{ChannelError, Entry, Page};
 use native_sse_core::event_id::ChannelId;
+use native_sse_core::history::Resume;
+use native_sse_core::redis::{ReadCheck, StreamInfo};
 use native_sse_core::validate::FieldError;
 use native_sse_core::{flags, Action, CloseReason, Prepared, Text};
 
@@ -461,8 +463,9 @@ pub fn redis_entry(
   State::get(env)?.with(|engine| engine.redis_entry(key(channel), &entry))
 }
 
-/// A replay page: `ok` false when Redis could not answer; else the window
-/// (first page) and `flat` = `[id, name, data, to, replay, ...]`.
+/// A replay page: `ok` false when Redis could not answer; else the stream's
+/// `XINFO STREAM` (first page; see `StreamInfo::parse`, "" for no such key)
+/// and `flat` = `[id, name, data, to, replay, ...]`.
 #[napi(js_name = "redisReplayed", skip_typescript)]
 #[allow(clippy::too_many_arguments)]
 pub fn redis_replayed(
@@ -471,8 +474,7 @@ pub fn redis_replayed(
   stream: f64,
   first: bool,
   ok: bool,
-  floor: String,
-  head: String,
+  info: String,
   flat: Array,
 ) -> Result<u32> {
   let page = if ok {
@@ -498,14 +500,35 @@ pub fn redis_replayed(
       i += 5;
     }
     Some(Page {
-      floor: ChannelId::parse(floor.as_bytes()).unwrap_or(ChannelId::ZERO),
-      head: ChannelId::parse(head.as_bytes()).unwrap_or(ChannelId::ZERO),
+      info: StreamInfo::parse(&info),
       entries,
     })
   } else {
     None
   };
   State::get(env)?.with(|engine| engine.redis_replayed(key(channel), key(stream), first, page))
+}
+
+/// The reader read: whether the entry at its position was still there and
+/// the stream's `XINFO STREAM` ("" for no such key). Answers `[flags,
+/// outcome]`: outcome 0 when the read's entries may be taken, else the
+/// members were reset (1: another stream, 2: trimmed past) and reading goes
+/// on after the channel's new head.
+#[napi(js_name = "redisCheck", skip_typescript)]
+pub fn redis_check(env: &Env, channel: f64, present: bool, info: String) -> Result<Vec<u32>> {
+  let info = StreamInfo::parse(&info);
+  State::get(env)?.with(|engine| {
+    let (out, check) = engine.redis_check(key(channel), present, info.as_ref());
+    let outcome = match check {
+      ReadCheck::Continue => 0,
+      ReadCheck::Reset {
+        reason: Resume::Expired,
+        ..
+      } => 2,
+      ReadCheck::Reset { .. } => 1,
+    };
+    vec![out, outcome]
+  })
 }
 
 /// Whether `flags` asks for anything (kept here so the numbers live in one

@@ -78,7 +78,12 @@ pub enum Source {
   Local { epoch: u64, history: History },
   /// A Redis stream: ids are its entry ids; `head` is the newest entry read
   /// (`None` until reading has started).
-  Redis { head: Option<ChannelId> },
+  /// `added` is the largest `entries-added` its reader has seen (a
+  /// stream made again starts counting anew).
+  Redis {
+    head: Option<ChannelId>,
+    added: Option<u64>,
+  },
 }
 
 /// An event waiting for the flush window.
@@ -134,7 +139,7 @@ impl Channel {
   pub fn head(&self) -> Option<ChannelId> {
     match &self.source {
       Source::Local { history, .. } => Some(history.head()),
-      Source::Redis { head } => *head,
+      Source::Redis { head, .. } => *head,
     }
   }
 

@@ -18,7 +18,8 @@ use crate::channel::{Channel, Member, Queued, Source, Targets, Waiting, Window};
 use crate::event_id::ChannelId;
 use crate::frame::{self, Event, EventId};
 use crate::heartbeat::{Heartbeats, BEATS_PER_FIRING};
-use crate::history::{self, History, Resume};
+use crate::history::{History, Resume};
+use crate::redis::{self, ReadCheck, StreamInfo};
 use crate::slab::{Key, Slab};
 use crate::stream::{CloseReason, Replay, Stream};
 use crate::validate::{self, FieldError};
@@ -241,11 +242,16 @@ pub struct Entry {
 /// A replay page read from Redis.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
-  /// The stream's window, on the first page: the newest id a client may
-  /// have seen and still resume from, and the last id ever added.
-  pub floor: ChannelId,
-  pub head: ChannelId,
+  /// The stream's `XINFO STREAM`, on the first page (`None`: no such key).
+  pub info: Option<StreamInfo>,
   pub entries: Vec<Entry>,
+}
+
+impl Page {
+  /// The last id ever added to the stream (0-0 when it is missing).
+  pub fn head(&self) -> ChannelId {
+    redis::window(self.info.as_ref()).1
+  }
 }
 
 #[derive(Debug)]
@@ -957,7 +963,10 @@ impl Engine {
         epoch,
         history: History::new(ChannelId::new(epoch, 0), history_events, history_bytes),
       },
-      ChannelSource::Redis => Source::Redis { head: None },
+      ChannelSource::Redis => Source::Redis {
+        head: None,
+        added: None,
+      },
     };
     self.channels.insert(Channel::new(source, window_ms))
   }
@@ -976,7 +985,7 @@ impl Engine {
   }
 
   /// Adds `stream` to `channel`: what it receives first follows from its
-  /// `Last-Event-ID` (see [`history::resume`]). `Ok((false, _))` when the
+  /// `Last-Event-ID` (see [`crate::history::resume`]). `Ok((false, _))` when the
   /// stream has ended; adding a member again does nothing.
   pub fn add(&mut self, channel_key: Key, stream_key: Key) -> Result<(bool, u32), ChannelError> {
     let channel = open_channel(&mut self.channels, channel_key)?;
@@ -1015,7 +1024,7 @@ impl Engine {
           (Some((_, reason)), None) => Ok((true, self.push_reset(stream_key, head, reason))),
         }
       }
-      Source::Redis { head } => {
+      Source::Redis { head, .. } => {
         let head = *head;
         member.joining = Some(Vec::new());
         member.after = head.unwrap_or(ChannelId::ZERO);
@@ -1382,7 +1391,7 @@ impl Engine {
     let Some(channel) = self.channels.get_mut(channel_key) else {
       return 0;
     };
-    let Source::Redis { head: known } = &mut channel.source else {
+    let Source::Redis { head: known, .. } = &mut channel.source else {
       return 0;
     };
     if known.is_some() {
@@ -1523,8 +1532,11 @@ impl Engine {
     };
     let mut out = 0;
     if first {
-      let decision = history::resume(last, page.floor, page.head, None);
-      let head = page.head;
+      // The first entry at or after `last`: `last` itself when it is still
+      // in the stream.
+      let at = page.entries.iter().find_map(|entry| entry.id);
+      let decision = redis::resume_from(last, page.info.as_ref(), at);
+      let head = page.head();
       if let Some(cursor) = self.cursor_mut(stream_key) {
         cursor.until = head;
       }
@@ -1617,7 +1629,7 @@ impl Engine {
     if channel.closed {
       return 0;
     }
-    let Source::Redis { head } = &mut channel.source else {
+    let Source::Redis { head, .. } = &mut channel.source else {
       return 0;
     };
     let Some(id) = entry.id else {
@@ -1638,6 +1650,82 @@ impl Engine {
     self.tokens = token;
     let (start, end) = batch.append(&framed);
     self.deliver_or_queue(channel_key, id, &batch, start, end, targets, armed)
+  }
+
+  /// The reader read the stream: `present` says whether the entry at its
+  /// position (the channel's head) was still there, `info` is the stream's
+  /// `XINFO STREAM` at the same instant (`None`: no such key). Decides
+  /// whether the entries of that read may be taken (see
+  /// [`redis::check_read`]); when not, every member gets a reset and the
+  /// head moves to where reading goes on (lower than before when the stream
+  /// was made again), and the read's entries must be dropped: read again
+  /// after the new head ([`crate::channel::Channel::head`]).
+  pub fn redis_check(
+    &mut self,
+    channel_key: Key,
+    present: bool,
+    info: Option<&StreamInfo>,
+  ) -> (u32, ReadCheck) {
+    let Some(channel) = self.channels.get_mut(channel_key) else {
+      return (0, ReadCheck::Continue);
+    };
+    let Source::Redis { head, added } = &mut channel.source else {
+      return (0, ReadCheck::Continue);
+    };
+    let Some(last) = *head else {
+      return (0, ReadCheck::Continue);
+    };
+    let check = redis::check_read(last, *added, present, info);
+    let now = info.and_then(|info| info.added);
+    match check {
+      ReadCheck::Continue => {
+        *added = (*added).max(now);
+        (0, check)
+      }
+      ReadCheck::Reset { to, reason } => {
+        *added = now;
+        (self.redis_rebase(channel_key, to, reason), check)
+      }
+    }
+  }
+
+  /// The stream is not the one the members' positions are in any more:
+  /// broadcasts waiting for the flush window go out first (they were read
+  /// before), then every live member gets a reset with id `to`, and every
+  /// member still joining or replaying from Redis is ended so that its
+  /// client asks again (its replay would read the new stream). From here
+  /// on the channel takes the ids after `to`.
+  fn redis_rebase(&mut self, channel_key: Key, to: ChannelId, reason: Resume) -> u32 {
+    let mut out = self.window_fire(channel_key);
+    let Some(channel) = self.channels.get_mut(channel_key) else {
+      return out;
+    };
+    if let Source::Redis { head, .. } = &mut channel.source {
+      *head = Some(to);
+    }
+    let mut live = Vec::new();
+    let mut retry = Vec::new();
+    for member in channel.members.iter_mut() {
+      let replaying = member.joining.is_some()
+        || self
+          .cursors
+          .get(&member.stream)
+          .is_some_and(|cursors| cursors.iter().any(|cursor| cursor.channel == channel_key));
+      if replaying {
+        retry.push(member.stream);
+      } else {
+        member.after = to;
+        live.push(member.stream);
+      }
+    }
+    for stream in live {
+      out |= self.push_reset(stream, to, reason);
+    }
+    for stream in retry {
+      self.cursors.remove(&stream);
+      out |= self.end_for_retry(stream);
+    }
+    out
   }
 }
 

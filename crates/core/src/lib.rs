@@ -3,7 +3,7 @@
 //!
 //! Framing (`frame`), field rules (`validate`), channel ids (`event_id`),
 //! the history and the resume rule (`history`), option rules (`options`),
-//! the response headers (`headers`),
+//! the response headers (`headers`), the Redis stream rules (`redis`),
 //! each stream's pending bytes, cap and replay (`bytes`, `stream`), channels
 //! (`channel`), heartbeats (`heartbeat`) and the engine that owns them all
 //! (`engine`). The engine is driven by `&mut self` calls and answers with
@@ -23,6 +23,7 @@ pub mod headers;
 pub mod heartbeat;
 pub mod history;
 pub mod options;
+pub mod redis;
 pub mod slab;
 pub mod stream;
 pub mod validate;
