@@ -71,6 +71,19 @@ function adapt(client, owned = false) {
       if (!ioredis) copy.connect().catch(() => {})
       return adapt(copy, true)
     },
+    /**
+     * The connection broadcasts are sent on. ioredis sends a command again
+     * after a reconnect when its reply was lost (autoResendUnfulfilledCommands):
+     * an XADD that Redis had run would be added twice. Broadcasts go on a
+     * duplicate that does not. node-redis fails such commands instead: its
+     * client is used as it is.
+     */
+    writer() {
+      if (!ioredis) return this
+      const copy = client.duplicate({ autoResendUnfulfilledCommands: false })
+      copy.on('error', () => {})
+      return adapt(copy, true)
+    },
     /** Ends a duplicate made here (pending commands fail). */
     close() {
       if (!owned || closed) return

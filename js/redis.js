@@ -142,7 +142,9 @@ function createTransport(client, stream, maxLen, channel, owner, limits, hooks) 
   const maxInFlight = limits.maxInFlight
   const timeoutMs = limits.timeoutMs
   maxLen = String(maxLen)
-  // The reader's own connection (XREAD BLOCK holds it).
+  // The connection broadcasts (and the position they follow) are sent on,
+  // and the reader's own (XREAD BLOCK holds it).
+  const writer = redis.writer()
   let reader = redis.duplicate()
   let closed = false
   // The id reading continues after; null until the stream's position is
@@ -201,11 +203,11 @@ function createTransport(client, stream, maxLen, channel, owner, limits, hooks) 
     return new Promise((resolve) => streams.unref(setTimeout(resolve, ms)))
   }
 
-  // The stream's position, read on the user's client. Commands on one
-  // connection run in order, so every XADD this channel sends afterwards
-  // gets a later id and is read by the reader (see publish).
+  // The stream's position, read on the writer. Commands on one connection
+  // run in order, so every XADD this channel sends afterwards gets a later
+  // id and is read by the reader (see publish).
   async function position() {
-    const last = await timed(redis.command(['XREVRANGE', stream, '+', '-', 'COUNT', '1']), timeoutMs, 'XREVRANGE')
+    const last = await timed(writer.command(['XREVRANGE', stream, '+', '-', 'COUNT', '1']), timeoutMs, 'XREVRANGE')
     return Array.isArray(last) && last.length > 0 ? String(last[0][0]) : '0-0'
   }
 
@@ -325,7 +327,7 @@ function createTransport(client, stream, maxLen, channel, owner, limits, hooks) 
     const args = ['XADD', stream, 'MAXLEN', '~', maxLen, '*', 'event', name, 'data', data]
     if (to !== null) args.push('to', to)
     if (!replay) args.push('replay', '0')
-    const sent = redis.command(args)
+    const sent = writer.command(args)
     inFlight++
     status.inFlight = inFlight
     // The slot is held until Redis answers (or the connection drops), not
@@ -359,6 +361,7 @@ function createTransport(client, stream, maxLen, channel, owner, limits, hooks) 
     positioned = []
     for (const { reject } of waiting) reject(closedError())
     reader.close()
+    if (writer !== redis) writer.close()
     setState('closed')
   }
 
