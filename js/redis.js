@@ -214,21 +214,23 @@ function createTransport(client, stream, maxLen, channel, owner, limits, hooks) 
   // One read: the entries after `lastId`, judged by the core with the
   // stream as it was at the read. Answers how many entries were taken.
   async function readOnce() {
-    const results = await timed(
-      reader.multi([
-        ['XRANGE', stream, lastId, lastId],
-        ['XINFO', 'STREAM', stream],
-        ['XREAD', 'COUNT', String(READ_COUNT), 'STREAMS', stream, lastId],
-      ]),
-      timeoutMs,
-      'the reader',
-    )
+    // Before anything was read, the entry a replay found further on is
+    // checked too (asked for before the read is sent: see the core).
+    const probe = binding.redisProbe(channel)
+    const commands = [
+      ['XRANGE', stream, lastId, lastId],
+      ['XINFO', 'STREAM', stream],
+      ['XREAD', 'COUNT', String(READ_COUNT), 'STREAMS', stream, lastId],
+    ]
+    if (probe !== null) commands.push(['XRANGE', stream, probe, probe])
+    const results = await timed(reader.multi(commands), timeoutMs, 'the reader')
     if (closed) return 0
-    const [[rangeErr, range], [infoErr, info], [readErr, reply]] = results
+    const [[rangeErr, range], [infoErr, info], [readErr, reply], [probeErr, probed] = [null, null]] = results
     const missing = missingKey(infoErr)
-    if (rangeErr || readErr || (infoErr && !missing)) throw rangeErr || readErr || infoErr
+    if (rangeErr || readErr || probeErr || (infoErr && !missing)) throw rangeErr || readErr || probeErr || infoErr
     const present = Array.isArray(range) && range.length > 0
-    const [flags, outcome] = binding.redisCheck(channel, present, infoText(missing ? null : info))
+    const found = Array.isArray(probed) && probed.length > 0
+    const [flags, outcome] = binding.redisCheck(channel, present, probe, found, infoText(missing ? null : info))
     apply(flags)
     const field = missing ? {} : infoFields(info)
     const head = String(field['last-generated-id'] ?? '0-0')

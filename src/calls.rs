@@ -514,11 +514,22 @@ pub fn redis_replayed(
 /// outcome]`: outcome 0 when the read's entries may be taken, else the
 /// members were reset (1: another stream, 2: trimmed past) and reading goes
 /// on after the channel's new head.
+/// `probe` is the id `redisProbe` gave and `probed` whether it was there.
 #[napi(js_name = "redisCheck", skip_typescript)]
-pub fn redis_check(env: &Env, channel: f64, present: bool, info: String) -> Result<Vec<u32>> {
+pub fn redis_check(
+  env: &Env,
+  channel: f64,
+  present: bool,
+  probe: Option<String>,
+  probed: bool,
+  info: String,
+) -> Result<Vec<u32>> {
   let info = StreamInfo::parse(&info);
+  let probe = probe
+    .and_then(|id| ChannelId::parse(id.as_bytes()))
+    .map(|id| (id, probed));
   State::get(env)?.with(|engine| {
-    let (out, check) = engine.redis_check(key(channel), present, info.as_ref());
+    let (out, check) = engine.redis_check(key(channel), present, probe, info.as_ref());
     let outcome = match check {
       ReadCheck::Continue => 0,
       ReadCheck::Reset {
@@ -529,6 +540,13 @@ pub fn redis_check(env: &Env, channel: f64, present: bool, info: String) -> Resu
     };
     vec![out, outcome]
   })
+}
+
+/// The id the reader checks besides its position (a replay's head while
+/// the reader has read nothing), or null.
+#[napi(js_name = "redisProbe", skip_typescript)]
+pub fn redis_probe(env: &Env, channel: f64) -> Result<Option<String>> {
+  State::get(env)?.with(|engine| engine.redis_probe(key(channel)).map(|id| id.to_string()))
 }
 
 /// Whether `flags` asks for anything (kept here so the numbers live in one

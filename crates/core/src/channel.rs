@@ -79,10 +79,13 @@ pub enum Source {
   /// A Redis stream: ids are its entry ids; `head` is the newest entry read
   /// (`None` until reading has started).
   /// `added` is the largest `entries-added` its reader has seen (a
-  /// stream made again starts counting anew).
+  /// stream made again starts counting anew); `probe`, while the reader has
+  /// read nothing (head 0-0), the newest head a first replay page found:
+  /// members stand after it, so the reader checks that it is still there.
   Redis {
     head: Option<ChannelId>,
     added: Option<u64>,
+    probe: Option<ChannelId>,
   },
 }
 

@@ -966,6 +966,7 @@ impl Engine {
       ChannelSource::Redis => Source::Redis {
         head: None,
         added: None,
+        probe: None,
       },
     };
     self.channels.insert(Channel::new(source, window_ms))
@@ -1537,6 +1538,7 @@ impl Engine {
       let at = page.entries.iter().find_map(|entry| entry.id);
       let decision = redis::resume_from(last, page.info.as_ref(), at);
       let head = page.head();
+      self.note_page_head(channel_key, head);
       if let Some(cursor) = self.cursor_mut(stream_key) {
         cursor.until = head;
       }
@@ -1629,7 +1631,7 @@ impl Engine {
     if channel.closed {
       return 0;
     }
-    let Source::Redis { head, .. } = &mut channel.source else {
+    let Source::Redis { head, probe, .. } = &mut channel.source else {
       return 0;
     };
     let Some(id) = entry.id else {
@@ -1639,6 +1641,8 @@ impl Engine {
       return 0;
     }
     *head = Some(id);
+    // The reader's own position is checked from here on.
+    *probe = None;
     let Some(framed) = frame_entry(id, entry) else {
       return 0;
     };
@@ -1652,6 +1656,32 @@ impl Engine {
     self.deliver_or_queue(channel_key, id, &batch, start, end, targets, armed)
   }
 
+  /// A first page found the stream at `head`: while the reader has read
+  /// nothing, it checks that entry (see [`redis::check_read`]).
+  fn note_page_head(&mut self, channel_key: Key, page_head: ChannelId) {
+    let Some(Source::Redis { head, probe, .. }) = self
+      .channels
+      .get_mut(channel_key)
+      .map(|channel| &mut channel.source)
+    else {
+      return;
+    };
+    // The first one is kept: a later page may have read a stream made
+    // again, in which the first is missing.
+    if *head == Some(ChannelId::ZERO) && page_head > ChannelId::ZERO && probe.is_none() {
+      *probe = Some(page_head);
+    }
+  }
+
+  /// The id the reader should check besides its own position (see
+  /// [`Engine::redis_check`]), if any.
+  pub fn redis_probe(&self, channel_key: Key) -> Option<ChannelId> {
+    match &self.channels.get(channel_key)?.source {
+      Source::Redis { probe, .. } => *probe,
+      Source::Local { .. } => None,
+    }
+  }
+
   /// The reader read the stream: `present` says whether the entry at its
   /// position (the channel's head) was still there, `info` is the stream's
   /// `XINFO STREAM` at the same instant (`None`: no such key). Decides
@@ -1660,22 +1690,31 @@ impl Engine {
   /// head moves to where reading goes on (lower than before when the stream
   /// was made again), and the read's entries must be dropped: read again
   /// after the new head ([`crate::channel::Channel::head`]).
+  ///
+  /// `probe` is the id [`Engine::redis_probe`] gave before the read was
+  /// sent, checked in the same read, and whether it was there.
   pub fn redis_check(
     &mut self,
     channel_key: Key,
     present: bool,
+    probe: Option<(ChannelId, bool)>,
     info: Option<&StreamInfo>,
   ) -> (u32, ReadCheck) {
     let Some(channel) = self.channels.get_mut(channel_key) else {
       return (0, ReadCheck::Continue);
     };
-    let Source::Redis { head, added } = &mut channel.source else {
+    let Source::Redis {
+      head,
+      added,
+      probe: known,
+    } = &mut channel.source
+    else {
       return (0, ReadCheck::Continue);
     };
     let Some(last) = *head else {
       return (0, ReadCheck::Continue);
     };
-    let check = redis::check_read(last, *added, present, info);
+    let check = redis::check_read(last, *added, present, probe, info);
     let now = info.and_then(|info| info.added);
     match check {
       ReadCheck::Continue => {
@@ -1684,6 +1723,7 @@ impl Engine {
       }
       ReadCheck::Reset { to, reason } => {
         *added = now;
+        *known = None;
         (self.redis_rebase(channel_key, to, reason), check)
       }
     }

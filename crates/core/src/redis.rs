@@ -126,17 +126,23 @@ pub enum ReadCheck {
 /// can take the entries of a read: `present` is whether the entry `last`
 /// was in the stream at the read, `info` the stream's `XINFO STREAM` then
 /// (`None`: no such key), `seen_added` the largest `entries-added` seen on
-/// earlier reads.
+/// earlier reads. `probe`, for a reader that has read nothing yet, is an id
+/// a replay found in the stream (members stand after it) and whether it
+/// was still there at the read; the replay's page must have been answered
+/// before the read was sent (then Redis ran it first).
 pub fn check_read(
   last: ChannelId,
   seen_added: Option<u64>,
   present: bool,
+  probe: Option<(ChannelId, bool)>,
   info: Option<&StreamInfo>,
 ) -> ReadCheck {
   let Some(info) = info else {
     // The stream is gone (deleted, flushed, a Redis that restarted empty):
-    // reading starts again from the beginning of whatever comes next.
-    return if last == ChannelId::ZERO {
+    // reading starts again from the beginning of whatever comes next. A
+    // reader that has read nothing has nothing to reset, unless a replay
+    // read the stream (conservative: this observation may predate it).
+    return if last == ChannelId::ZERO && probe.is_none() {
       ReadCheck::Continue
     } else {
       ReadCheck::Reset {
@@ -165,7 +171,21 @@ pub fn check_read(
     return ReadCheck::Continue;
   }
   if last == ChannelId::ZERO {
-    // Nothing read yet: whatever was removed was after the position.
+    // Nothing read yet, but a replay read the stream further on (before
+    // this read was sent): if that entry is gone, the members that replayed
+    // up to it stand in a stream that is no more, or was trimmed past them.
+    if let Some((_, false)) = probe {
+      let reason = if info.removed_any() {
+        Resume::Expired
+      } else {
+        Resume::Unknown
+      };
+      return ReadCheck::Reset {
+        to: info.last_generated,
+        reason,
+      };
+    }
+    // Whatever was removed was after the position.
     return if info.added.is_some_and(|added| added > info.length) {
       ReadCheck::Reset {
         to: info.last_generated,
@@ -289,27 +309,27 @@ mod tests {
   fn the_reader_goes_on_while_its_entry_is_there() {
     let now = info(10, 10, Some(id(1, 1)), id(1, 10));
     assert_eq!(
-      check_read(id(1, 4), Some(10), true, Some(&now)),
+      check_read(id(1, 4), Some(10), true, None, Some(&now)),
       ReadCheck::Continue
     );
     // At the head, with the entry deleted: nothing came after it.
     assert_eq!(
-      check_read(id(1, 10), Some(10), false, Some(&now)),
+      check_read(id(1, 10), Some(10), false, None, Some(&now)),
       ReadCheck::Continue
     );
     // Deleted with older entries still there: not trimmed.
     assert_eq!(
-      check_read(id(1, 4), Some(10), false, Some(&now)),
+      check_read(id(1, 4), Some(10), false, None, Some(&now)),
       ReadCheck::Continue
     );
     // An empty or missing stream at the start.
     assert_eq!(
-      check_read(ChannelId::ZERO, None, false, None),
+      check_read(ChannelId::ZERO, None, false, None, None),
       ReadCheck::Continue
     );
     let fresh = info(3, 3, Some(id(1, 1)), id(1, 3));
     assert_eq!(
-      check_read(ChannelId::ZERO, None, false, Some(&fresh)),
+      check_read(ChannelId::ZERO, None, false, None, Some(&fresh)),
       ReadCheck::Continue
     );
   }
@@ -320,11 +340,17 @@ mod tests {
       to: ChannelId::ZERO,
       reason: Resume::Unknown,
     };
-    assert_eq!(check_read(id(9, 0), Some(3), true, None), gone);
+    assert_eq!(check_read(id(9, 0), Some(3), true, None, None), gone);
     // Far-future entry read, then the stream was made again.
     let lower = info(1, 1, Some(id(5, 0)), id(5, 0));
     assert_eq!(
-      check_read(id(99_999_999_999_999, 0), Some(2), false, Some(&lower)),
+      check_read(
+        id(99_999_999_999_999, 0),
+        Some(2),
+        false,
+        None,
+        Some(&lower)
+      ),
       ReadCheck::Reset {
         to: id(5, 0),
         reason: Resume::Unknown
@@ -333,7 +359,7 @@ mod tests {
     // Made again with later ids: entries-added went down.
     let again = info(2, 2, Some(id(20, 0)), id(20, 1));
     assert_eq!(
-      check_read(id(10, 0), Some(7), false, Some(&again)),
+      check_read(id(10, 0), Some(7), false, None, Some(&again)),
       ReadCheck::Reset {
         to: id(20, 1),
         reason: Resume::Unknown
@@ -341,9 +367,64 @@ mod tests {
     );
     // ... or, without a count to compare, nothing was ever removed from it.
     assert_eq!(
-      check_read(id(10, 0), None, false, Some(&again)),
+      check_read(id(10, 0), None, false, None, Some(&again)),
       ReadCheck::Reset {
         to: id(20, 1),
+        reason: Resume::Unknown
+      }
+    );
+  }
+
+  #[test]
+  fn a_reader_at_the_start_checks_what_a_replay_read() {
+    // A replay read 1-1..1-3; the stream was deleted and made again with
+    // later ids before the reader read anything.
+    let again = info(5, 5, Some(id(2, 1)), id(2, 5));
+    assert_eq!(
+      check_read(
+        ChannelId::ZERO,
+        None,
+        false,
+        Some((id(1, 3), false)),
+        Some(&again)
+      ),
+      ReadCheck::Reset {
+        to: id(2, 5),
+        reason: Resume::Unknown
+      }
+    );
+    // Still there: the same stream.
+    let same = info(5, 5, Some(id(1, 1)), id(1, 5));
+    assert_eq!(
+      check_read(
+        ChannelId::ZERO,
+        None,
+        false,
+        Some((id(1, 3), true)),
+        Some(&same)
+      ),
+      ReadCheck::Continue
+    );
+    // Made again with earlier ids.
+    let lower = info(2, 2, Some(id(0, 1)), id(0, 2));
+    assert_eq!(
+      check_read(
+        ChannelId::ZERO,
+        None,
+        false,
+        Some((id(1, 3), false)),
+        Some(&lower)
+      ),
+      ReadCheck::Reset {
+        to: id(0, 2),
+        reason: Resume::Unknown
+      }
+    );
+    // Gone altogether.
+    assert_eq!(
+      check_read(ChannelId::ZERO, None, false, Some((id(1, 3), false)), None),
+      ReadCheck::Reset {
+        to: ChannelId::ZERO,
         reason: Resume::Unknown
       }
     );
@@ -358,17 +439,17 @@ mod tests {
       reason: Resume::Expired,
     };
     assert_eq!(
-      check_read(id(1, 100), Some(150), false, Some(&trimmed)),
+      check_read(id(1, 100), Some(150), false, None, Some(&trimmed)),
       expired
     );
     assert_eq!(
-      check_read(ChannelId::ZERO, None, false, Some(&trimmed)),
+      check_read(ChannelId::ZERO, None, false, None, Some(&trimmed)),
       expired
     );
     // Trimmed to nothing.
     let empty = info(0, 600, None, id(1, 600));
     assert_eq!(
-      check_read(id(1, 100), Some(150), false, Some(&empty)),
+      check_read(id(1, 100), Some(150), false, None, Some(&empty)),
       expired
     );
   }

@@ -561,7 +561,7 @@ fn check(d: &mut Driver, channel: Key) -> ReadCheck {
   let fake = &d.redis[&channel];
   let present = fake.entries.iter().any(|entry| entry.id == Some(head));
   let info = fake.info();
-  let (out, check) = d.engine.redis_check(channel, present, Some(&info));
+  let (out, check) = d.engine.redis_check(channel, present, None, Some(&info));
   d.note(out);
   check
 }
@@ -658,7 +658,7 @@ fn the_reader_rebases_on_a_stream_made_again_with_lower_ids() {
   assert!(!d.engine.is_open(joining));
   // A stream gone altogether: back to 0-0, once.
   d.redis.remove(&ch);
-  let (out, gone) = d.engine.redis_check(ch, false, None);
+  let (out, gone) = d.engine.redis_check(ch, false, None, None);
   d.note(out);
   assert_eq!(
     gone,
@@ -668,7 +668,7 @@ fn the_reader_rebases_on_a_stream_made_again_with_lower_ids() {
     }
   );
   assert_eq!(
-    d.engine.redis_check(ch, false, None),
+    d.engine.redis_check(ch, false, None, None),
     (0, ReadCheck::Continue)
   );
   d.settle();
@@ -728,7 +728,7 @@ fn a_rebase_writes_the_flush_window_first() {
   d.add(ch, a);
   live(&mut d, ch, "1");
   // Waiting for the window when the stream goes away.
-  let (out, gone) = d.engine.redis_check(ch, false, None);
+  let (out, gone) = d.engine.redis_check(ch, false, None, None);
   d.note(out);
   assert!(matches!(gone, ReadCheck::Reset { .. }));
   d.settle();
@@ -738,4 +738,236 @@ fn a_rebase_writes_the_flush_window_first() {
   // The window's timer fires later and finds nothing.
   let out = d.engine.window_fire(ch);
   assert_eq!(out, 0);
+}
+
+// ----- property: exact, or a reset, whatever the stream does -----
+
+mod chaos {
+  use super::*;
+  use proptest::prelude::*;
+  use proptest::test_runner::RngSeed;
+  use sink::Block;
+  use std::collections::HashMap;
+
+  #[derive(Debug, Clone)]
+  enum Op {
+    Publish,
+    /// XTRIM to this many entries.
+    Trim(usize),
+    /// DEL, then a new stream with later (or, `backwards`, earlier) ids.
+    Recreate {
+      backwards: bool,
+    },
+    /// The reader reads up to this many entries.
+    Read(usize),
+    /// Member `n` reconnects with the last id its client saw.
+    Reconnect(usize),
+  }
+
+  fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+      6 => Just(Op::Publish),
+      1 => (0usize..4).prop_map(Op::Trim),
+      1 => any::<bool>().prop_map(|backwards| Op::Recreate { backwards }),
+      4 => (1usize..5).prop_map(Op::Read),
+      2 => (0usize..3).prop_map(Op::Reconnect),
+    ]
+  }
+
+  /// Where a client stands before the next event it gets.
+  #[derive(Debug, Clone, Copy)]
+  enum Anchor {
+    /// After this entry (incarnation, index): the next one must follow it.
+    Event(usize, usize),
+    /// At an id from a position line or a reset: the next event must be
+    /// the first entry after it in its (current or later) incarnation.
+    At(ChannelId),
+  }
+
+  struct World {
+    d: Driver,
+    ch: Key,
+    /// Every entry ever added, by incarnation: (id, data).
+    history: Vec<Vec<(ChannelId, String)>>,
+    /// data -> (incarnation, index).
+    by_data: HashMap<String, (usize, usize)>,
+    /// The members' streams and the anchor each one started from.
+    members: Vec<(Key, Anchor)>,
+    /// Finished streams, with the anchor they started from.
+    done: Vec<(Vec<u8>, Anchor)>,
+    count: u64,
+  }
+
+  impl World {
+    fn read(&mut self, batch: usize) {
+      let Some(head) = self.d.engine.channel(self.ch).unwrap().head() else {
+        return;
+      };
+      let fake = &self.d.redis[&self.ch];
+      let present = fake.entries.iter().any(|entry| entry.id == Some(head));
+      let info = (fake.seq > 0).then(|| fake.info());
+      let probe = self.d.engine.redis_probe(self.ch).map(|probe| {
+        (
+          probe,
+          fake.entries.iter().any(|entry| entry.id == Some(probe)),
+        )
+      });
+      let (out, check) = self
+        .d
+        .engine
+        .redis_check(self.ch, present, probe, info.as_ref());
+      self.d.note(out);
+      if check != ReadCheck::Continue {
+        return;
+      }
+      let next: Vec<Entry> = self.d.redis[&self.ch]
+        .entries
+        .iter()
+        .filter(|entry| entry.id.unwrap() > head)
+        .take(batch)
+        .cloned()
+        .collect();
+      for entry in next {
+        self.d.read(self.ch, &entry);
+      }
+    }
+  }
+
+  /// Checks one client's stream; returns the problems found.
+  fn verify(world: &World, bytes: &[u8], start: Anchor, problems: &mut Vec<String>) {
+    let mut anchor = start;
+    let mut newest_inc = 0;
+    for block in parse(bytes).blocks {
+      match block {
+        Block::Position(id) => anchor = Anchor::At(ChannelId::parse(id.as_bytes()).unwrap()),
+        Block::Event { name, .. } if name == "welcome" => {}
+        Block::Event { name, own_id, .. } if name == "reset" => {
+          anchor = Anchor::At(ChannelId::parse(own_id.unwrap().as_bytes()).unwrap());
+        }
+        Block::Event { data, own_id, .. } => {
+          let (inc, index) = world.by_data[&data];
+          let ok = match anchor {
+            // The next entry, or (nothing missed) the first of a later
+            // stream after the last of this one, with none in between.
+            Anchor::Event(at_inc, at) => {
+              (inc == at_inc && index == at + 1)
+                || (inc > at_inc
+                  && index == 0
+                  && at + 1 == world.history[at_inc].len()
+                  && world.history[at_inc + 1..inc].iter().all(Vec::is_empty))
+            }
+            Anchor::At(id) => {
+              inc >= newest_inc
+                && world.history[inc].iter().position(|(entry, _)| *entry > id) == Some(index)
+            }
+          };
+          if !ok {
+            problems.push(format!("{data} ({own_id:?}) after {anchor:?}"));
+          }
+          newest_inc = newest_inc.max(inc);
+          anchor = Anchor::Event(inc, index);
+        }
+      }
+    }
+  }
+
+  /// The anchor a client resumes from: its last event, or the id it holds.
+  fn resume_anchor(world: &World, bytes: &[u8]) -> (Option<String>, Anchor) {
+    let parsed = parse(bytes);
+    let last = parsed.last_id.clone();
+    if last.is_empty() || last == "0" {
+      return (None, Anchor::At(ChannelId::ZERO));
+    }
+    let id = ChannelId::parse(last.as_bytes()).unwrap();
+    let at = match parsed.blocks.iter().rev().find_map(|block| match block {
+      Block::Event { name, data, .. } if name == "e" => Some(data.clone()),
+      Block::Event { name, .. } if name == "reset" => Some(String::new()),
+      Block::Position(_) => Some(String::new()),
+      _ => None,
+    }) {
+      Some(data) if !data.is_empty() => {
+        let (inc, index) = world.by_data[&data];
+        Anchor::Event(inc, index)
+      }
+      _ => Anchor::At(id),
+    };
+    (Some(last), at)
+  }
+
+  fn config() -> ProptestConfig {
+    ProptestConfig {
+      cases: 256,
+      rng_seed: RngSeed::Fixed(0x5eed_4ed1),
+      failure_persistence: None,
+      ..ProptestConfig::default()
+    }
+  }
+
+  proptest! {
+    #![proptest_config(config())]
+    #[test]
+    fn every_client_is_exact_or_reset(ops in proptest::collection::vec(op(), 1..60)) {
+      let mut d = Driver::new();
+      let ch = d.redis_channel(MS);
+      d.call(|e| e.redis_ready(ch, ChannelId::ZERO));
+      let mut world = World {
+        d,
+        ch,
+        history: vec![Vec::new()],
+        by_data: HashMap::new(),
+        members: Vec::new(),
+        done: Vec::new(),
+        count: 0,
+      };
+      for n in 0..3 {
+        let key = world.d.open(&format!("m{n}"), None, quiet(64 * MIB));
+        world.d.add(ch, key);
+        world.members.push((key, Anchor::At(ChannelId::ZERO)));
+      }
+      let mut incarnation = 0u64;
+      for op in ops {
+        match op {
+          Op::Publish => {
+            world.count += 1;
+            let data = format!("d{}", world.count);
+            let entry = world.d.publish(ch, "e", &data);
+            let inc = world.history.len() - 1;
+            world.by_data.insert(data.clone(), (inc, world.history[inc].len()));
+            world.history[inc].push((entry.id.unwrap(), data));
+          }
+          Op::Trim(keep) => world.d.redis.get_mut(&ch).unwrap().trim(keep),
+          Op::Recreate { backwards } => {
+            incarnation += 1;
+            let ms = if backwards { MS - 1000 * incarnation } else { MS + 1000 * incarnation };
+            world.d.redis.insert(ch, FakeRedis::new(ms));
+            world.history.push(Vec::new());
+          }
+          Op::Read(batch) => world.read(batch),
+          Op::Reconnect(n) => {
+            let (key, start) = world.members[n];
+            world.d.settle();
+            let bytes = world.d.bytes(key);
+            let (last, anchor) = resume_anchor(&world, &bytes);
+            world.d.close(key);
+            world.done.push((bytes, start));
+            let new = world.d.open(&format!("m{n}"), last.as_deref(), quiet(64 * MIB));
+            world.d.add(ch, new);
+            world.members[n] = (new, anchor);
+          }
+        }
+        world.d.settle();
+      }
+      // Ended streams (a reset that met a joining member) end their client:
+      // its log so far is checked like the others.
+      let mut problems = Vec::new();
+      for (bytes, start) in &world.done {
+        verify(&world, bytes, *start, &mut problems);
+      }
+      for &(key, start) in &world.members {
+        let bytes = world.d.bytes(key);
+        verify(&world, &bytes, start, &mut problems);
+      }
+      prop_assert!(problems.is_empty(), "{problems:?}");
+    }
+  }
 }

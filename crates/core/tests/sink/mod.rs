@@ -363,7 +363,8 @@ impl FakeRedis {
       .cloned()
       .collect();
     Page {
-      info: Some(self.info()),
+      // A stream nothing was ever added to does not exist in Redis.
+      info: (self.seq > 0).then(|| self.info()),
       entries,
     }
   }
