@@ -237,6 +237,9 @@ function createTransport(client, stream, maxLen, channel, owner, limits, hooks) 
     if (outcome !== 0) {
       const was = lastId
       lastId = binding.channelHead(channel) ?? '0-0'
+      status.lastId = lastId
+      status.head = head
+      status.lagMs = 0
       status.resets++
       const err =
         outcome === 2
