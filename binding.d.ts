@@ -63,12 +63,16 @@ export interface ChannelOptions {
   historyBytes?: number
   /** Milliseconds broadcasts may wait so that several go out to each member in one write. Default 0: each tick's broadcasts are written at the end of that tick. */
   flushWindow?: number
-  /** An ioredis client: the channel is shared by every process using the same `stream`. Reading uses a duplicate of it. */
+  /** An ioredis client (v5+) or a node-redis client (`createClient()` of the `redis` package, v5+, connected): the channel is shared by every process using the same `stream`. Reading uses a duplicate of it. */
   redis?: ChannelRedisClient
   /** The Redis stream key (with `redis`). */
   stream?: string
   /** Approximate length the Redis stream is trimmed to (`XADD ... MAXLEN ~`): how far back clients can resume. Default 10000. */
   maxLen?: number
+  /** Broadcasts sent to Redis and not answered yet, at most (Redis channels): past it `broadcast()` rejects at once with `ERR_SSE_REDIS_UNAVAILABLE`. An integer from 1 to 16777216; default 1000. */
+  maxInFlight?: number
+  /** Milliseconds Redis has to answer a broadcast, a replay page or a read (Redis channels): a broadcast rejects with `ERR_SSE_REDIS_UNAVAILABLE` (the event may still go out if Redis runs it later), a replay ends its stream for the client to retry, a reader reconnects. Default 5000. */
+  commandTimeout?: number
 }
 
 /** The argument of `drain()` and `channel.drain()`. Every field is optional; each is an integer from 0 to 2147483647. */
@@ -90,12 +94,45 @@ export interface DrainSummary {
 }
 
 /** The parts of an ioredis client (`new Redis(...)`) a Redis channel uses. */
-export interface ChannelRedisClient {
+export interface ChannelIoredisClient {
   readonly status: string
+  call(command: string, ...args: any[]): Promise<unknown>
   duplicate(): unknown
   multi(): unknown
-  xadd(...args: any[]): Promise<unknown>
-  xread(...args: any[]): Promise<unknown>
+}
+
+/** The parts of a node-redis client (`createClient()`, v5+) a Redis channel uses. */
+export interface ChannelNodeRedisClient {
+  readonly isReady: boolean
+  readonly isOpen: boolean
+  sendCommand(args: any): Promise<unknown>
+  duplicate(): unknown
+  multi(): unknown
+}
+
+/** A Redis client a channel can use: ioredis or node-redis. */
+export type ChannelRedisClient = ChannelIoredisClient | ChannelNodeRedisClient
+
+/** What `channel.redisStatus` returns: a snapshot of the Redis transport. */
+export interface ChannelRedisStatus {
+  /** `'connecting'` until the reader has read; `'ready'` while reads succeed; `'unavailable'` after a read, page or broadcast failed or timed out (until the next read succeeds); `'closed'` after `close()`. */
+  state: 'connecting' | 'ready' | 'unavailable' | 'closed'
+  /** The stream key. */
+  stream: string
+  /** Which client the channel was given. */
+  client: 'ioredis' | 'node-redis'
+  /** The id the reader has read up to (`null` before it knows the position). */
+  lastId: string | null
+  /** The stream's last generated id at the last read (`null` before one). */
+  head: string | null
+  /** How far the reader was behind the stream's head at its last read, in ms of entry-id time. */
+  lagMs: number
+  /** Broadcasts sent to Redis and not answered yet. */
+  inFlight: number
+  /** How many times the members were reset because the stream was made again or trimmed past the reader. */
+  resets: number
+  /** The last error (an `Error` with a `code`), or `null`. */
+  lastError: Error | null
 }
 
 // ----- metrics (docs/operations.md) -----
@@ -177,9 +214,11 @@ export declare class Channel {
    * Makes a channel. Options (all optional): `historyEvents` (default
    * 1000) and `historyBytes` (default 1 MiB) bound the kept events of an
    * in-process channel; `flushWindow` (ms, default 0) lets broadcasts wait
-   * and go out together; `redis` (an ioredis client), `stream` (the Redis
-   * stream key) and `maxLen` (default 10000, `MAXLEN ~`) share the channel
-   * through Redis.
+   * and go out together; `redis` (an ioredis or node-redis client),
+   * `stream` (the Redis stream key) and `maxLen` (default 10000, `MAXLEN
+   * ~`) share the channel through Redis; `maxInFlight` (default 1000) and
+   * `commandTimeout` (ms, default 5000) bound the broadcasts waiting for
+   * Redis and how long Redis has to answer.
    *
    * Throws a `TypeError` when called without `new`, and
    * `ERR_SSE_INVALID_OPTION` when an option is invalid.

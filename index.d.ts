@@ -17,6 +17,9 @@ export type ChannelOptions = binding.ChannelOptions
 export type ChannelRedisClient = binding.ChannelRedisClient
 export type DrainOptions = binding.DrainOptions
 export type DrainSummary = binding.DrainSummary
+export type ChannelIoredisClient = binding.ChannelIoredisClient
+export type ChannelNodeRedisClient = binding.ChannelNodeRedisClient
+export type ChannelRedisStatus = binding.ChannelRedisStatus
 export type SSECloseReason = binding.SSECloseReason
 export type SSEOptions = binding.SSEOptions
 export type SSERawEvent = binding.SSERawEvent
@@ -332,6 +335,26 @@ export interface Channel<E extends object = UntypedEvents, Remote extends boolea
    * `ERR_SSE_CHANNEL_CLOSED` after `close()`; nothing is ended then.
    */
   drain(options?: DrainOptions): Promise<DrainSummary>
+  /**
+   * Calls `callback(err)` for the errors of a Redis channel's transport,
+   * which otherwise only show as rejected broadcasts: `err.code` is
+   * `ERR_SSE_REDIS_UNAVAILABLE` (reading failed or timed out, or a
+   * broadcast timed out; reported once per outage, when the state turns
+   * `'unavailable'`), `ERR_SSE_REDIS_STREAM_RESET` (the stream was deleted,
+   * flushed or made again: members got a `reset`) or
+   * `ERR_SSE_REDIS_TRIMMED` (entries were trimmed before this process read
+   * them: members got an `expired` reset). A callback that throws is
+   * reported with `process.emitWarning`; the channel goes on. Never called
+   * on an in-process channel.
+   */
+  onError(callback: (err: Error & { code: string }) => void): void
+  /**
+   * The Redis transport's state, as a new plain object each time; `null`
+   * on an in-process channel. State changes are also published on the
+   * `node:diagnostics_channel` channel `native-sse:redis:state` as
+   * `{ channel, stream, state, previous, error }`.
+   */
+  get redisStatus(): ChannelRedisStatus | null
 }
 
 export type SSEMetrics = binding.SSEMetrics

@@ -15,6 +15,7 @@ import Redis from 'ioredis'
 import { Channel, SSE } from 'native-sse'
 import { UUID_V4, rawGet, splitEvents, startServer, waitFor } from './helpers.mjs'
 import { killAllRedis, startRedis } from './redis-server.mjs'
+import { CLIENT_KIND, disconnect, isReady, makeClient, protocolVariants } from './redis-clients.mjs'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/redis-channel-server.mjs', import.meta.url))
 const STREAM_ID = /^\d+-\d+$/
@@ -29,7 +30,7 @@ before(async () => {
 })
 
 after(async () => {
-  for (const client of clients) client.disconnect()
+  for (const client of clients) disconnect(client)
   await Promise.all(
     [...children].map((child) => {
       child.kill('SIGKILL')
@@ -56,14 +57,23 @@ function redisClient(port = redisServer.port, options = {}) {
   return client
 }
 
+/** A ready ioredis client, for admin commands. */
 async function readyClient(port, options) {
   const client = redisClient(port, options)
   await waitFor(() => client.status === 'ready', { what: 'the Redis client to be ready', ...WAIT })
   return client
 }
 
+/** A ready client of the kind under test (CLIENT_KIND), for a channel. */
+async function channelClient(port = redisServer.port, options = {}) {
+  const client = makeClient(port, { options })
+  clients.add(client)
+  await waitFor(() => isReady(client), { what: `the ${CLIENT_KIND} client to be ready`, ...WAIT })
+  return client
+}
+
 function closeClient(client) {
-  client.disconnect()
+  disconnect(client)
   clients.delete(client)
 }
 
@@ -245,7 +255,7 @@ test('a broadcast reaches a member with the stream entry id; a fresh member gets
   const stream = streamKey('basic')
   const admin = await readyClient()
   const seed = await admin.xadd(stream, '*', 'event', 'seed', 'data', '"before"')
-  const redis = await readyClient()
+  const redis = await channelClient()
   const channel = await redisChannel(t, redis, stream)
   assert.equal(channel.lastEventId, seed, 'the position is the last entry')
   const srv = await channelServer(t, () => channel)
@@ -283,7 +293,7 @@ test('a broadcast reaches a member with the stream entry id; a fresh member gets
 
 test('a member added, and an event broadcast, before the channel knows the stream position', async (t) => {
   const stream = streamKey('early')
-  const redis = await readyClient()
+  const redis = await channelClient()
   let channel = null
   let broadcast = null
   let positionWhenAdded
@@ -359,7 +369,7 @@ test('two server processes: a client on A gets what B broadcasts; reconnecting t
 test('replay on Redis: from an id, at the head, from the query string, and resets for unknown ids', async (t) => {
   const stream = streamKey('replay')
   const admin = await readyClient()
-  const redis = await readyClient()
+  const redis = await channelClient()
   const channel = await redisChannel(t, redis, stream)
   const srv = await channelServer(t, () => channel)
   const ids = []
@@ -443,7 +453,7 @@ test('replay on Redis: from an id, at the head, from the query string, and reset
 test('maxLen trims the stream (MAXLEN ~) and a client older than what it holds gets an expired reset', async (t) => {
   const stream = streamKey('trim')
   const admin = await readyClient()
-  const redis = await readyClient()
+  const redis = await channelClient()
   const channel = await redisChannel(t, redis, stream, { maxLen: 10 })
   const srv = await channelServer(t, () => channel)
   const ids = await Promise.all(Array.from({ length: 1000 }, (_, n) => channel.broadcast({ eventName: 'n', eventPayload: n })))
@@ -469,7 +479,7 @@ test('events broadcast while a replay is in flight follow it, once each, in stre
   const stream = streamKey('in-flight')
   const admin = await readyClient()
   const other = await readyClient() // another server's connection
-  const redis = await readyClient()
+  const redis = await channelClient()
   const channel = await redisChannel(t, redis, stream)
   const ids = []
   for (let n = 0; n < 30; n++) ids.push(await channel.broadcast({ eventName: 'old', eventPayload: n }))
@@ -507,8 +517,8 @@ test('events broadcast while a replay is in flight follow it, once each, in stre
 
 test('a member removed while it joins gets nothing from the channel', async (t) => {
   const stream = streamKey('removed')
-  const redis = await readyClient()
-  const seeded = await redis.xadd(stream, '*', 'event', 'n', 'data', '0')
+  const redis = await channelClient()
+  const seeded = await (await readyClient()).xadd(stream, '*', 'event', 'n', 'data', '0')
   let channel = null
   const removed = []
   const srv = await startServer((req, res) => {
@@ -546,7 +556,7 @@ test('a Redis restart in the middle of a stream: broadcasts fail during the outa
   const own = await startRedis()
   t.after(() => own.close())
   const stream = streamKey('restart')
-  const redis = await readyClient(own.port)
+  const redis = await channelClient(own.port)
   const channel = await redisChannel(t, redis, stream)
   const srv = await channelServer(t, () => channel)
   const member = open(t, srv.port)
@@ -558,7 +568,7 @@ test('a Redis restart in the middle of a stream: broadcasts fail during the outa
   await waitForBody(member, (body) => body.includes(`id: ${sent[2][0]}\n`), 'the events before the outage')
 
   await own.stop()
-  await waitFor(() => redis.status !== 'ready', { what: 'the client to notice the outage', ...WAIT })
+  await waitFor(() => !isReady(redis), { what: 'the client to notice the outage', ...WAIT })
   await assert.rejects(channel.broadcast({ eventName: 'n', eventPayload: 'lost' }), (err) => {
     assert.ok(err instanceof Error)
     assert.equal(err.code, 'ERR_SSE_REDIS_UNAVAILABLE')
@@ -574,7 +584,7 @@ test('a Redis restart in the middle of a stream: broadcasts fail during the outa
   await waitForBody(fresh, (body) => body.includes(`id: ${sent[2][0]}\n\n`), 'the position during the outage')
 
   await own.start()
-  await waitFor(() => redis.status === 'ready', { what: 'the client to reconnect', ...WAIT })
+  await waitFor(() => isReady(redis), { what: 'the client to reconnect', ...WAIT })
   for (let n = 4; n <= 6; n++) sent.push([await channel.broadcast({ eventName: 'n', eventPayload: n }), n])
   const last = sent.at(-1)[0]
   await waitForBody(member, (body) => body.includes(`id: ${last}\n`), 'the events after the restart')
@@ -622,7 +632,7 @@ test('to: [uuid] reaches those members on any server process and is never replay
   assert.equal(bodyOf(back), welcome(uuidOf(bodyOf(back)), { withId: false }) + frame(marker, 'all', '1'))
 
   // In this process: a predicate cannot run on other servers.
-  const redis = await readyClient()
+  const redis = await channelClient()
   const channel = await redisChannel(t, redis, stream)
   const admin = await readyClient()
   const length = await admin.xlen(stream)
@@ -643,7 +653,7 @@ test('to: [uuid] reaches those members on any server process and is never replay
 })
 
 test('replay: false entries are delivered live on every server and skipped by replays', async (t) => {
-  const redis = await readyClient()
+  const redis = await channelClient()
   const stream = streamKey('live-only')
   const channel = await redisChannel(t, redis, stream)
   const srv = await channelServer(t, () => channel)
@@ -698,7 +708,7 @@ test('a channel collected without close() stops reading, so the process can exit
 test('after close(), the channel writes nothing more and broadcast() throws', async (t) => {
   const stream = streamKey('closed')
   const admin = await readyClient()
-  const redis = await readyClient()
+  const redis = await channelClient()
   const channel = await redisChannel(t, redis, stream)
   const srv = await channelServer(t, () => channel)
   const member = open(t, srv.port)
@@ -713,16 +723,13 @@ test('after close(), the channel writes nothing more and broadcast() throws', as
   assert.equal(witness.lastEventId, late)
   await new Promise((resolve) => setTimeout(resolve, 100))
   assert.equal(bodyOf(member), welcome(uuidOf(bodyOf(member))) + 'id: 0-0\n\n' + frame(id, 'n', '1'))
-  assert.equal(redis.status, 'ready', "the user's client stays open")
+  assert.ok(isReady(redis), "the user's client stays open")
 })
 
-for (const [label, options] of [
-  ['RESP2', { protocol: 2 }],
-  ['RESP3 with the resp3 reply mapping', { protocol: 3, replyMapping: 'resp3' }],
-]) {
-  test(`an ioredis client speaking ${label}: live events, replay and expired resets work`, async (t) => {
+for (const [label, options] of protocolVariants()) {
+  test(`a ${CLIENT_KIND} client speaking ${label}: live events, replay and expired resets work`, async (t) => {
     const stream = streamKey(label.replace(/\W+/g, '-'))
-    const redis = await readyClient(undefined, options)
+    const redis = await channelClient(undefined, options)
     const channel = await redisChannel(t, redis, stream)
     const srv = await channelServer(t, () => channel)
     const member = open(t, srv.port)
@@ -737,7 +744,7 @@ for (const [label, options] of [
     await waitForBody(resumed, (body) => body.includes(`id: ${ids[3]}\n`), 'the replay')
     assert.equal(bodyOf(resumed), welcome(uuidOf(bodyOf(resumed)), { withId: false }) + frames.slice(2).join(''))
 
-    await redis.xtrim(stream, 'MAXLEN', 1)
+    await (await readyClient()).xtrim(stream, 'MAXLEN', 1)
     const expired = open(t, srv.port, { 'Last-Event-ID': ids[1] })
     await waitForBody(expired, (body) => body.includes('event: reset'), 'the reset')
     assert.equal(bodyOf(expired), welcome(uuidOf(bodyOf(expired)), { withId: false }) + reset(ids[3], 'expired'))

@@ -55,10 +55,13 @@ export function ping(port, { timeoutMs = 1000 } = {}) {
 /**
  * Starts redis-server and resolves once it answers PING. The returned handle
  * has `port`, `dir`, `url`, `stop()` (SIGTERM: Redis shuts down cleanly and
- * syncs the append-only file; waits for the exit), `start()` (again, same
- * port and directory) and `close()` (stop, then remove the directory).
+ * syncs the append-only file; waits for the exit), `kill()` (SIGKILL, waits
+ * for the exit), `signal(name)` (e.g. SIGSTOP, SIGCONT), `start()` (again,
+ * same port and directory) and `close()` (stop, then remove the directory).
+ * With `persist: false` there is no append-only file (and no snapshot): a
+ * restart starts empty.
  */
-export async function startRedis({ startTimeoutMs = 10000 } = {}) {
+export async function startRedis({ startTimeoutMs = 10000, persist = true } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'native-sse-redis-'))
   let child = null
   let port = 0
@@ -70,7 +73,7 @@ export async function startRedis({ startTimeoutMs = 10000 } = {}) {
       '--port', String(port),
       '--bind', '127.0.0.1',
       '--dir', dir,
-      '--appendonly', 'yes',
+      '--appendonly', persist ? 'yes' : 'no',
       '--appendfsync', 'always',
       '--save', '',
       '--daemonize', 'no',
@@ -143,12 +146,26 @@ export async function startRedis({ startTimeoutMs = 10000 } = {}) {
       child = null
       await stopChild(stopping)
     },
+    /** SIGKILL (nothing is synced), then waits for the exit. */
+    async kill() {
+      if (child === null) return
+      const killed = child
+      child = null
+      // A stopped process is continued so that it can die now.
+      killed.kill('SIGKILL')
+      await killed.exited
+    },
+    /** Sends `name` (SIGSTOP, SIGCONT, ...) to the running server. */
+    signal(name) {
+      if (child !== null) child.kill(name)
+    },
     /** Starts it again on the same port and directory. */
     async start() {
       if (child !== null) throw new Error('redis-server is already running')
       await launch()
     },
     async close() {
+      handle.signal('SIGCONT')
       await handle.stop()
       rmSync(dir, { recursive: true, force: true })
     },

@@ -69,6 +69,19 @@ const shared = new Channel({ redis: new Redis({ lazyConnect: true }), stream: 's
 async function publish(): Promise<string> {
   return await shared.broadcast({ eventName: 'headline', eventPayload: 1 })
 }
+// A node-redis client fits too; errors and the transport's state are visible.
+import { createClient } from 'redis'
+import type { ChannelRedisStatus } from 'native-sse'
+const nodeRedis = createClient({ url: 'redis://127.0.0.1:6379' })
+nodeRedis.on('error', () => {})
+const viaNodeRedis = new Channel({ redis: nodeRedis, stream: 'sse:news', maxInFlight: 100, commandTimeout: 2000 })
+viaNodeRedis.onError((err) => {
+  const code: string = err.code
+  void code
+})
+const status: ChannelRedisStatus | null = viaNodeRedis.redisStatus
+void status
+
 void publish
 
 // The Fetch form: a Request in, a Response out (Bun.serve, Deno.serve, Hono, h3, Next.js).

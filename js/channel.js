@@ -8,7 +8,7 @@ const binding = require('../binding.js')
 const { typeError, stateError, wrongType } = require('./errors.js')
 const { readEvent } = require('./event.js')
 const streams = require('./stream.js')
-const { createTransport } = require('./redis.js')
+const { createTransport, status: transportStatus } = require('./redis.js')
 const { channelCounters } = require('./metrics.js')
 
 const ARM_WINDOW = binding.constants()[4]
@@ -24,15 +24,55 @@ class ChannelState {
     this.prefix = `${epoch}-`
     this.transport = null
     this.closed = false
+    /** `onError` callbacks. */
+    this.errorCallbacks = []
+  }
+}
+
+// `node:diagnostics_channel` where the runtime has it (Node, Bun, Deno):
+// Redis state changes are published on STATE_CHANNEL.
+const STATE_CHANNEL = 'native-sse:redis:state'
+let stateChannel = null
+try {
+  stateChannel = require('node:diagnostics_channel').channel(STATE_CHANNEL)
+} catch {
+  stateChannel = null
+}
+
+/** Calls the `onError` callbacks; one that throws is reported as a warning. */
+function reportError(cs, err) {
+  for (const callback of cs.errorCallbacks) {
+    try {
+      callback(err)
+    } catch (thrown) {
+      try {
+        process.emitWarning(
+          `native-sse: a Channel onError callback threw: ${thrown?.message ?? thrown}`,
+          { code: 'ERR_SSE_CALLBACK_THREW', detail: String(thrown?.stack ?? thrown) },
+        )
+      } catch {
+        // No way left to report it; the channel goes on.
+      }
+    }
   }
 }
 
 /** Called by the Rust constructor of `Channel`. */
-function attachChannel(channel, key, windowMs, epoch, redis, stream, maxLen) {
+function attachChannel(channel, key, windowMs, epoch, redis, stream, maxLen, maxInFlight, timeoutMs) {
   const cs = new ChannelState(key, windowMs, epoch)
   channel[kChannel] = cs
   if (redis !== undefined) {
-    cs.transport = createTransport(redis, stream, maxLen, key, new WeakRef(channel))
+    const owner = new WeakRef(channel)
+    const hooks = {
+      error: (err) => reportError(cs, err),
+      state: (state, previous, error) => {
+        if (stateChannel === null || !stateChannel.hasSubscribers) return
+        const target = owner.deref()
+        if (target === undefined) return
+        stateChannel.publish({ channel: target, stream, state, previous, error })
+      },
+    }
+    cs.transport = createTransport(redis, stream, maxLen, key, owner, { maxInFlight, timeoutMs }, hooks)
     transports.set(key, cs.transport)
   }
 }
@@ -40,7 +80,7 @@ function attachChannel(channel, key, windowMs, epoch, redis, stream, maxLen) {
 streams.handlers.redisReplay = ([channel, stream, from, until, first, count]) => {
   const transport = transports.get(channel)
   if (transport === undefined) {
-    streams.apply(binding.redisReplayed(channel, stream, first, false, '0-0', '0-0', []), undefined)
+    streams.apply(binding.redisReplayed(channel, stream, first, false, '', []), undefined)
     return
   }
   transport.page(stream, from, until, first, count)
@@ -189,6 +229,26 @@ function size() {
   return binding.channelSize(stateOf(this, 'size').key)
 }
 
+/**
+ * Calls `callback(err)` for every error of the channel's Redis transport
+ * (an outage, a timeout, a stream that was made again or trimmed past the
+ * reader); `err.code` says which. Nothing is reported on an in-process
+ * channel.
+ */
+function onError(callback) {
+  const cs = stateOf(this, 'onError(callback)')
+  if (typeof callback !== 'function') {
+    throw wrongType('ERR_SSE_INVALID_ARGUMENT', 'onError(callback): callback', 'a function', callback)
+  }
+  cs.errorCallbacks.push(callback)
+}
+
+/** The Redis transport's state, a fresh plain object (null in-process). */
+function redisStatus() {
+  const cs = stateOf(this, 'redisStatus')
+  return cs.transport === null ? null : transportStatus(cs.transport)
+}
+
 function lastEventId() {
   return binding.channelHead(stateOf(this, 'lastEventId').key)
 }
@@ -229,12 +289,13 @@ function drain(options) {
 }
 
 function install(Channel) {
-  const methods = { add, remove, broadcast, close, metrics, drain }
+  const methods = { add, remove, broadcast, close, metrics, drain, onError }
   for (const [name, value] of Object.entries(methods)) {
     Object.defineProperty(Channel.prototype, name, { value, writable: true, configurable: true, enumerable: false })
   }
   Object.defineProperty(Channel.prototype, 'size', { get: size, configurable: true, enumerable: false })
   Object.defineProperty(Channel.prototype, 'lastEventId', { get: lastEventId, configurable: true, enumerable: false })
+  Object.defineProperty(Channel.prototype, 'redisStatus', { get: redisStatus, configurable: true, enumerable: false })
 }
 
-module.exports = { attachChannel, install, transports }
+module.exports = { attachChannel, install, transports, STATE_CHANNEL }

@@ -13,6 +13,8 @@ use native_sse_core::channel::Targets;
 use native_sse_core::drain::{DrainOptions, DrainScope};
 use native_sse_core::engine::{ChannelError, Entry, Page};
 use native_sse_core::event_id::ChannelId;
+use native_sse_core::history::Resume;
+use native_sse_core::redis::{ReadCheck, StreamInfo};
 use native_sse_core::validate::FieldError;
 use native_sse_core::{flags, Action, CloseReason, Prepared, Text};
 
@@ -503,8 +505,9 @@ pub fn redis_entry(
   State::get(env)?.with(|engine| engine.redis_entry(key(channel), &entry))
 }
 
-/// A replay page: `ok` false when Redis could not answer; else the window
-/// (first page) and `flat` = `[id, name, data, to, replay, ...]`.
+/// A replay page: `ok` false when Redis could not answer; else the stream's
+/// `XINFO STREAM` (first page; see `StreamInfo::parse`, "" for no such key)
+/// and `flat` = `[id, name, data, to, replay, ...]`.
 #[napi(js_name = "redisReplayed", skip_typescript)]
 #[allow(clippy::too_many_arguments)]
 pub fn redis_replayed(
@@ -513,8 +516,7 @@ pub fn redis_replayed(
   stream: f64,
   first: bool,
   ok: bool,
-  floor: String,
-  head: String,
+  info: String,
   flat: Array,
 ) -> Result<u32> {
   let page = if ok {
@@ -540,14 +542,53 @@ pub fn redis_replayed(
       i += 5;
     }
     Some(Page {
-      floor: ChannelId::parse(floor.as_bytes()).unwrap_or(ChannelId::ZERO),
-      head: ChannelId::parse(head.as_bytes()).unwrap_or(ChannelId::ZERO),
+      info: StreamInfo::parse(&info),
       entries,
     })
   } else {
     None
   };
   State::get(env)?.with(|engine| engine.redis_replayed(key(channel), key(stream), first, page))
+}
+
+/// The reader read: whether the entry at its position was still there and
+/// the stream's `XINFO STREAM` ("" for no such key). Answers `[flags,
+/// outcome]`: outcome 0 when the read's entries may be taken, else the
+/// members were reset (1: another stream, 2: trimmed past) and reading goes
+/// on after the channel's new head.
+/// `probe` is the id `redisProbe` gave and `probed` whether it was there.
+#[napi(js_name = "redisCheck", skip_typescript)]
+pub fn redis_check(
+  env: &Env,
+  channel: f64,
+  present: bool,
+  probe: Option<String>,
+  probed: bool,
+  info: String,
+) -> Result<Vec<u32>> {
+  let info = StreamInfo::parse(&info);
+  let probe = probe
+    .and_then(|id| ChannelId::parse(id.as_bytes()))
+    .map(|id| (id, probed));
+  State::get(env)?.with(|engine| {
+    let (out, check) = engine.redis_check(key(channel), present, probe, info.as_ref());
+    let outcome = match check {
+      ReadCheck::Continue => 0,
+      ReadCheck::Reset {
+        reason: Resume::Expired,
+        ..
+      } => 2,
+      ReadCheck::Reset { .. } => 1,
+    };
+    vec![out, outcome]
+  })
+}
+
+/// The id the reader checks besides its position (a replay's head while
+/// the reader has read nothing), or null.
+#[napi(js_name = "redisProbe", skip_typescript)]
+pub fn redis_probe(env: &Env, channel: f64) -> Result<Option<String>> {
+  State::get(env)?.with(|engine| engine.redis_probe(key(channel)).map(|id| id.to_string()))
 }
 
 /// Whether `flags` asks for anything (kept here so the numbers live in one

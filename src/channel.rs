@@ -15,7 +15,8 @@ use crate::state::State;
 
 const NEW_CHANNEL: &str = "new Channel(options)";
 
-/// `attachChannel(channel, key, flushWindow, epoch, redis, stream, maxLen)`.
+/// `attachChannel(channel, key, flushWindow, epoch, redis, stream, maxLen,
+/// maxInFlight, commandTimeout)`.
 type AttachChannelArgs<'env> = FnArgs<(
   Object<'env>,
   f64,
@@ -23,6 +24,8 @@ type AttachChannelArgs<'env> = FnArgs<(
   f64,
   Unknown<'env>,
   Unknown<'env>,
+  f64,
+  f64,
   f64,
 )>;
 
@@ -49,9 +52,11 @@ impl Channel {
   /// Makes a channel. Options (all optional): `historyEvents` (default
   /// 1000) and `historyBytes` (default 1 MiB) bound the kept events of an
   /// in-process channel; `flushWindow` (ms, default 0) lets broadcasts wait
-  /// and go out together; `redis` (an ioredis client), `stream` (the Redis
-  /// stream key) and `maxLen` (default 10000, `MAXLEN ~`) share the channel
-  /// through Redis.
+  /// and go out together; `redis` (an ioredis or node-redis client),
+  /// `stream` (the Redis stream key) and `maxLen` (default 10000, `MAXLEN
+  /// ~`) share the channel through Redis; `maxInFlight` (default 1000) and
+  /// `commandTimeout` (ms, default 5000) bound the broadcasts waiting for
+  /// Redis and how long Redis has to answer.
   ///
   /// Throws a `TypeError` when called without `new`, and
   /// `ERR_SSE_INVALID_OPTION` when an option is invalid.
@@ -90,6 +95,8 @@ impl Channel {
       redis,
       stream,
       options.max_len as f64,
+      options.max_in_flight as f64,
+      options.command_timeout_ms as f64,
     )));
     if let Err(err) = attached {
       state.drop_channel(key);
@@ -128,7 +135,7 @@ fn read_channel_options<'env>(
     return Ok(given);
   };
   let options = &mut given.options;
-  let rules: [(&str, &mut u64, u64, u64); 4] = [
+  let rules: [(&str, &mut u64, u64, u64); 6] = [
     ("historyEvents", &mut options.history_events, 0, 1 << 24),
     (
       "historyBytes",
@@ -143,6 +150,13 @@ fn read_channel_options<'env>(
       options::MAX_TIMER_MS,
     ),
     ("maxLen", &mut options.max_len, 1, options::MAX_SAFE_INTEGER),
+    ("maxInFlight", &mut options.max_in_flight, 1, 1 << 24),
+    (
+      "commandTimeout",
+      &mut options.command_timeout_ms,
+      1,
+      options::MAX_TIMER_MS,
+    ),
   ];
   for (name, slot, min, max) in rules {
     let value: Unknown = object.get_named_property(name)?;
@@ -178,15 +192,27 @@ fn read_channel_options<'env>(
     ValueType::Object => {
       // SAFETY: the value's type was checked just before.
       let client = unsafe { redis.cast::<Object>() }?;
-      for method in ["xadd", "xread", "duplicate", "multi"] {
+      // ioredis sends raw commands with `call`, node-redis with
+      // `sendCommand`; both have `duplicate` and `multi`.
+      let has = |method: &str| -> Result<bool> {
         let member: Unknown = client.get_named_property(method)?;
-        if member.get_type()? != ValueType::Function {
-          return Err(channel_option_error(
-            env,
-            "redis",
-            &format!("must be an ioredis client: redis.{method} is not a function"),
-          ));
-        }
+        Ok(member.get_type()? == ValueType::Function)
+      };
+      let missing = if !has("call")? && !has("sendCommand")? {
+        Some("redis.call (ioredis) or redis.sendCommand (node-redis)")
+      } else if !has("duplicate")? {
+        Some("redis.duplicate")
+      } else if !has("multi")? {
+        Some("redis.multi")
+      } else {
+        None
+      };
+      if let Some(method) = missing {
+        return Err(channel_option_error(
+          env,
+          "redis",
+          &format!("must be an ioredis or node-redis client: {method} is not a function"),
+        ));
       }
       if stream.get_type()? != ValueType::String {
         return Err(channel_option_error(
@@ -214,7 +240,7 @@ fn read_channel_options<'env>(
         env,
         "redis",
         &format!(
-          "must be an ioredis client (got {})",
+          "must be an ioredis or node-redis client (got {})",
           errors::type_name(other)
         ),
       ))

@@ -79,7 +79,15 @@ pub enum Source {
   Local { epoch: u64, history: History },
   /// A Redis stream: ids are its entry ids; `head` is the newest entry read
   /// (`None` until reading has started).
-  Redis { head: Option<ChannelId> },
+  /// `added` is the largest `entries-added` its reader has seen (a
+  /// stream made again starts counting anew); `probe`, while the reader has
+  /// read nothing (head 0-0), the newest head a first replay page found:
+  /// members stand after it, so the reader checks that it is still there.
+  Redis {
+    head: Option<ChannelId>,
+    added: Option<u64>,
+    probe: Option<ChannelId>,
+  },
 }
 
 /// An event waiting for the flush window.
@@ -137,7 +145,7 @@ impl Channel {
   pub fn head(&self) -> Option<ChannelId> {
     match &self.source {
       Source::Local { history, .. } => Some(history.head()),
-      Source::Redis { head } => *head,
+      Source::Redis { head, .. } => *head,
     }
   }
 

@@ -19,8 +19,9 @@ use crate::drain::{DrainOptions, DrainScope, Drains};
 use crate::event_id::ChannelId;
 use crate::frame::{self, Event, EventId};
 use crate::heartbeat::{Heartbeats, BEATS_PER_FIRING};
-use crate::history::{self, History, Resume};
+use crate::history::{History, Resume};
 use crate::metrics::{ChannelSnapshot, Counters, Snapshot};
+use crate::redis::{self, ReadCheck, StreamInfo};
 use crate::slab::{Key, Slab};
 use crate::stream::{CloseReason, Replay, Stream};
 use crate::validate::{self, FieldError};
@@ -252,11 +253,16 @@ pub struct Entry {
 /// A replay page read from Redis.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
-  /// The stream's window, on the first page: the newest id a client may
-  /// have seen and still resume from, and the last id ever added.
-  pub floor: ChannelId,
-  pub head: ChannelId,
+  /// The stream's `XINFO STREAM`, on the first page (`None`: no such key).
+  pub info: Option<StreamInfo>,
   pub entries: Vec<Entry>,
+}
+
+impl Page {
+  /// The last id ever added to the stream (0-0 when it is missing).
+  pub fn head(&self) -> ChannelId {
+    redis::window(self.info.as_ref()).1
+  }
 }
 
 #[derive(Debug)]
@@ -1012,7 +1018,11 @@ impl Engine {
         epoch,
         history: History::new(ChannelId::new(epoch, 0), history_events, history_bytes),
       },
-      ChannelSource::Redis => Source::Redis { head: None },
+      ChannelSource::Redis => Source::Redis {
+        head: None,
+        added: None,
+        probe: None,
+      },
     };
     let key = self.channels.insert(Channel::new(source, window_ms))?;
     self.counters.channels_opened += 1;
@@ -1033,7 +1043,7 @@ impl Engine {
   }
 
   /// Adds `stream` to `channel`: what it receives first follows from its
-  /// `Last-Event-ID` (see [`history::resume`]). `Ok((false, _))` when the
+  /// `Last-Event-ID` (see [`crate::history::resume`]). `Ok((false, _))` when the
   /// stream has ended; adding a member again does nothing.
   pub fn add(&mut self, channel_key: Key, stream_key: Key) -> Result<(bool, u32), ChannelError> {
     let channel = open_channel(&mut self.channels, channel_key)?;
@@ -1078,7 +1088,7 @@ impl Engine {
           }
         }
       }
-      Source::Redis { head } => {
+      Source::Redis { head, .. } => {
         let head = *head;
         member.joining = Some(Vec::new());
         member.after = head.unwrap_or(ChannelId::ZERO);
@@ -1511,7 +1521,7 @@ impl Engine {
     let Some(channel) = self.channels.get_mut(channel_key) else {
       return 0;
     };
-    let Source::Redis { head: known } = &mut channel.source else {
+    let Source::Redis { head: known, .. } = &mut channel.source else {
       return 0;
     };
     if known.is_some() {
@@ -1659,8 +1669,12 @@ impl Engine {
     };
     let mut out = 0;
     if first {
-      let decision = history::resume(last, page.floor, page.head, None);
-      let head = page.head;
+      // The first entry at or after `last`: `last` itself when it is still
+      // in the stream.
+      let at = page.entries.iter().find_map(|entry| entry.id);
+      let decision = redis::resume_from(last, page.info.as_ref(), at);
+      let head = page.head();
+      self.note_page_head(channel_key, head);
       if let Some(cursor) = self.cursor_mut(stream_key) {
         cursor.until = head;
       }
@@ -1768,7 +1782,7 @@ impl Engine {
     if channel.closed {
       return 0;
     }
-    let Source::Redis { head } = &mut channel.source else {
+    let Source::Redis { head, probe, .. } = &mut channel.source else {
       return 0;
     };
     let Some(id) = entry.id else {
@@ -1778,6 +1792,8 @@ impl Engine {
       return 0;
     }
     *head = Some(id);
+    // The reader's own position is checked from here on.
+    *probe = None;
     let Some(framed) = frame_entry(id, entry) else {
       return 0;
     };
@@ -1887,6 +1903,118 @@ impl Engine {
       }
       None => 0,
     }
+  }
+
+  /// A first page found the stream at `head`: while the reader has read
+  /// nothing, it checks that entry (see [`redis::check_read`]).
+  fn note_page_head(&mut self, channel_key: Key, page_head: ChannelId) {
+    let Some(Source::Redis { head, probe, .. }) = self
+      .channels
+      .get_mut(channel_key)
+      .map(|channel| &mut channel.source)
+    else {
+      return;
+    };
+    // The first one is kept: a later page may have read a stream made
+    // again, in which the first is missing.
+    if *head == Some(ChannelId::ZERO) && page_head > ChannelId::ZERO && probe.is_none() {
+      *probe = Some(page_head);
+    }
+  }
+
+  /// The id the reader should check besides its own position (see
+  /// [`Engine::redis_check`]), if any.
+  pub fn redis_probe(&self, channel_key: Key) -> Option<ChannelId> {
+    match &self.channels.get(channel_key)?.source {
+      Source::Redis { probe, .. } => *probe,
+      Source::Local { .. } => None,
+    }
+  }
+
+  /// The reader read the stream: `present` says whether the entry at its
+  /// position (the channel's head) was still there, `info` is the stream's
+  /// `XINFO STREAM` at the same instant (`None`: no such key). Decides
+  /// whether the entries of that read may be taken (see
+  /// [`redis::check_read`]); when not, every member gets a reset and the
+  /// head moves to where reading goes on (lower than before when the stream
+  /// was made again), and the read's entries must be dropped: read again
+  /// after the new head ([`crate::channel::Channel::head`]).
+  ///
+  /// `probe` is the id [`Engine::redis_probe`] gave before the read was
+  /// sent, checked in the same read, and whether it was there.
+  pub fn redis_check(
+    &mut self,
+    channel_key: Key,
+    present: bool,
+    probe: Option<(ChannelId, bool)>,
+    info: Option<&StreamInfo>,
+  ) -> (u32, ReadCheck) {
+    let Some(channel) = self.channels.get_mut(channel_key) else {
+      return (0, ReadCheck::Continue);
+    };
+    let Source::Redis {
+      head,
+      added,
+      probe: known,
+    } = &mut channel.source
+    else {
+      return (0, ReadCheck::Continue);
+    };
+    let Some(last) = *head else {
+      return (0, ReadCheck::Continue);
+    };
+    let check = redis::check_read(last, *added, present, probe, info);
+    let now = info.and_then(|info| info.added);
+    match check {
+      ReadCheck::Continue => {
+        *added = (*added).max(now);
+        (0, check)
+      }
+      ReadCheck::Reset { to, reason } => {
+        *added = now;
+        *known = None;
+        (self.redis_rebase(channel_key, to, reason), check)
+      }
+    }
+  }
+
+  /// The stream is not the one the members' positions are in any more:
+  /// broadcasts waiting for the flush window go out first (they were read
+  /// before), then every live member gets a reset with id `to`, and every
+  /// member still joining or replaying from Redis is ended so that its
+  /// client asks again (its replay would read the new stream). From here
+  /// on the channel takes the ids after `to`.
+  fn redis_rebase(&mut self, channel_key: Key, to: ChannelId, reason: Resume) -> u32 {
+    let mut out = self.window_fire(channel_key);
+    let Some(channel) = self.channels.get_mut(channel_key) else {
+      return out;
+    };
+    if let Source::Redis { head, .. } = &mut channel.source {
+      *head = Some(to);
+    }
+    let mut live = Vec::new();
+    let mut retry = Vec::new();
+    for member in channel.members.iter_mut() {
+      let replaying = member.joining.is_some()
+        || self
+          .cursors
+          .get(&member.stream)
+          .is_some_and(|cursors| cursors.iter().any(|cursor| cursor.channel == channel_key));
+      if replaying {
+        retry.push(member.stream);
+      } else {
+        member.after = to;
+        live.push(member.stream);
+      }
+    }
+    for stream in live {
+      out |= self.push_reset(channel_key, stream, to, reason);
+    }
+    for stream in retry {
+      self.cursors.remove(&stream);
+      out |= self.end_for_retry(stream);
+    }
+    out
   }
 }
 

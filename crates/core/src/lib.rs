@@ -4,7 +4,7 @@
 //! Framing (`frame`), field rules (`validate`), channel ids (`event_id`),
 //! the history and the resume rule (`history`), option rules (`options`,
 //! and `given` for values as the binding read them, with the errors' text),
-//! the response headers (`headers`),
+//! the response headers (`headers`), the Redis stream rules (`redis`),
 //! each stream's pending bytes, cap and replay (`bytes`, `stream`), channels
 //! (`channel`), heartbeats (`heartbeat`), graceful drains (`drain`) and the engine that owns them all
 //! (`engine`). The engine is driven by `&mut self` calls and answers with
@@ -27,6 +27,7 @@ pub mod heartbeat;
 pub mod history;
 pub mod metrics;
 pub mod options;
+pub mod redis;
 pub mod slab;
 pub mod stream;
 pub mod validate;

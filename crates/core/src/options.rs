@@ -91,6 +91,14 @@ pub const DEFAULT_FLUSH_WINDOW_MS: u64 = 0;
 /// Default `maxLen` of a Redis channel's stream (trimmed approximately).
 pub const DEFAULT_STREAM_MAX_LEN: u64 = 10_000;
 
+/// Default `maxInFlight` of a Redis channel: broadcasts sent to Redis and
+/// not answered yet; past it `broadcast()` rejects at once.
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1000;
+
+/// Default `commandTimeout` of a Redis channel (ms): a broadcast, a replay
+/// page or a read that Redis has not answered by then has failed.
+pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 5_000;
+
 /// The checked options of `new Channel(options)`, with defaults filled in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelOptions {
@@ -102,6 +110,10 @@ pub struct ChannelOptions {
   pub flush_window_ms: u64,
   /// `MAXLEN ~` of the Redis stream.
   pub max_len: u64,
+  /// Broadcasts waiting for Redis at most (Redis channels).
+  pub max_in_flight: u64,
+  /// Milliseconds Redis has to answer a command (Redis channels).
+  pub command_timeout_ms: u64,
 }
 
 impl Default for ChannelOptions {
@@ -111,6 +123,8 @@ impl Default for ChannelOptions {
       history_bytes: crate::history::DEFAULT_MAX_BYTES as u64,
       flush_window_ms: DEFAULT_FLUSH_WINDOW_MS,
       max_len: DEFAULT_STREAM_MAX_LEN,
+      max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+      command_timeout_ms: DEFAULT_COMMAND_TIMEOUT_MS,
     }
   }
 }

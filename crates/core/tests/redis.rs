@@ -6,6 +6,8 @@ mod sink;
 
 use native_sse_core::engine::{Entry, REDIS_PAGE_ENTRIES};
 use native_sse_core::event_id::ChannelId;
+use native_sse_core::history::Resume;
+use native_sse_core::redis::ReadCheck;
 use native_sse_core::{Action, Key};
 use sink::*;
 
@@ -113,7 +115,7 @@ fn first_page_entries_past_its_head_are_left_to_the_reader() {
   d.add(ch, b);
   let request = d.requests.pop().unwrap();
   let mut page = d.redis[&ch].page(request.from, request.until, true, request.count);
-  assert_eq!(page.head, rid(10));
+  assert_eq!(page.head(), rid(10));
   live(&mut d, ch, "11");
   live(&mut d, ch, "12");
   page.entries = d.redis[&ch]
@@ -163,7 +165,7 @@ fn a_first_page_answered_late_has_no_gap_and_no_duplicate() {
     .iter()
     .map(|r| d.redis[&ch].page(r.from, r.until, r.first, r.count))
     .collect();
-  assert!(pages.iter().all(|page| page.head == rid(15)));
+  assert!(pages.iter().all(|page| page.head() == rid(15)));
   // ... but arrive after the reader went on: entries the pages hold too,
   // and newer ones.
   for n in 11..=15 {
@@ -373,7 +375,9 @@ fn positions_trimmed_away_or_never_reached_get_a_reset() {
   d.call(|e| e.redis_ready(ch, rid(10)));
   let old = open(&mut d, "old", Some(rid(2)));
   d.add(ch, old);
-  let edge = open(&mut d, "edge", Some(rid(5)));
+  // The oldest kept entry: a client at the one before it is told to
+  // reload (the window is judged from the first kept entry).
+  let edge = open(&mut d, "edge", Some(rid(6)));
   d.add(ch, edge);
   let future = open(&mut d, "future", Some(rid(11)));
   d.add(ch, future);
@@ -385,7 +389,7 @@ fn positions_trimmed_away_or_never_reached_get_a_reset() {
   let mut expected = reset(rid(10), "expired");
   expected.extend(framed_channel(rid(11), "e", "11"));
   assert_eq!(d.bytes(old), expected);
-  assert_eq!(d.parsed(edge).ids(), rids(6..=11));
+  assert_eq!(d.parsed(edge).ids(), rids(7..=11));
   let mut expected = reset(rid(10), "unknown");
   expected.extend(framed_channel(rid(11), "e", "11"));
   assert_eq!(d.bytes(future), expected);
@@ -547,4 +551,423 @@ fn leaving_the_first_of_two_redis_replays_goes_on_with_the_second() {
   let events = d.parsed(s).events();
   let names: Vec<&str> = events.iter().map(|(_, n, _)| n.as_str()).collect();
   assert_eq!(names, ["b", "b", "b"]);
+}
+
+// ----- streams that are not the one the ids came from -----
+
+/// The reader reads: checks its position against the stream as it is now.
+fn check(d: &mut Driver, channel: Key) -> ReadCheck {
+  let head = d.engine.channel(channel).unwrap().head().unwrap();
+  let fake = &d.redis[&channel];
+  let present = fake.entries.iter().any(|entry| entry.id == Some(head));
+  let info = fake.info();
+  let (out, check) = d.engine.redis_check(channel, present, None, Some(&info));
+  d.note(out);
+  check
+}
+
+#[test]
+fn an_id_from_a_stream_that_was_made_again_gets_a_reset() {
+  // Left at 10, the stream was deleted and made again with 30 entries of
+  // later ids: today's rule found 10 inside the window and replayed the new
+  // stream's entries after it, silently skipping the old 11..
+  let mut d = Driver::new();
+  let ch = d.redis_channel(MS);
+  for n in 1..=10 {
+    d.publish(ch, "e", &n.to_string());
+  }
+  let mut again = FakeRedis::new(MS + 1000);
+  for n in 1..=30 {
+    again.add("e", &format!("new {n}"), None, true);
+  }
+  d.redis.insert(ch, again);
+  let head = ChannelId::new(MS + 1000, 30);
+  d.call(|e| e.redis_ready(ch, head));
+  let back = open(&mut d, "back", Some(rid(10)));
+  d.add(ch, back);
+  // 0-0 (nothing seen) and the new stream's own ids replay as usual.
+  let zero = open(&mut d, "zero", Some(ChannelId::ZERO));
+  d.add(ch, zero);
+  let own = open(&mut d, "own", Some(ChannelId::new(MS + 1000, 25)));
+  d.add(ch, own);
+  d.settle();
+  assert_eq!(d.bytes(back), reset(head, "unknown"));
+  assert_eq!(d.parsed(zero).ids().len(), 30);
+  assert_eq!(d.parsed(own).ids().len(), 5);
+}
+
+#[test]
+fn the_reader_rebases_on_a_stream_made_again_with_lower_ids() {
+  // An entry with a far-future id was read, then the stream was deleted:
+  // the new stream's ids are all lower than the reader's position.
+  let mut d = Driver::new();
+  let ch = d.redis_channel(MS);
+  d.call(|e| e.redis_ready(ch, ChannelId::ZERO));
+  let live_member = open(&mut d, "live", None);
+  d.add(ch, live_member);
+  let far = ChannelId::new(99_999_999_999_999, 0);
+  let entry = Entry {
+    id: Some(far),
+    name: Some("e".into()),
+    data: Some("far".into()),
+    to: None,
+    replay: true,
+  };
+  d.read(ch, &entry);
+  d.redis.get_mut(&ch).unwrap().entries.push(entry);
+  d.redis.get_mut(&ch).unwrap().last = far;
+  d.redis.get_mut(&ch).unwrap().seq = 1;
+  assert_eq!(check(&mut d, ch), ReadCheck::Continue);
+  // A member still joining (its first page not answered yet).
+  d.redis_auto = false;
+  let joining = open(&mut d, "joining", Some(far));
+  d.add(ch, joining);
+  assert_eq!(d.requests.len(), 1);
+  d.settle();
+  // The stream is deleted and written again.
+  d.redis.insert(ch, FakeRedis::new(MS));
+  let first = d.publish(ch, "e", "1");
+  let rebased = check(&mut d, ch);
+  assert_eq!(
+    rebased,
+    ReadCheck::Reset {
+      to: rid(1),
+      reason: Resume::Unknown
+    }
+  );
+  assert_eq!(d.engine.channel(ch).unwrap().head(), Some(rid(1)));
+  // The read's entry is dropped; later entries, lower than `far`, arrive.
+  assert_eq!(d.engine.redis_entry(ch, &first), 0);
+  live(&mut d, ch, "2");
+  live(&mut d, ch, "3");
+  d.settle();
+  let parsed = d.parsed(live_member);
+  assert_eq!(
+    parsed.ids(),
+    vec![
+      ChannelId::ZERO.to_string(),
+      far.to_string(),
+      rid(1).to_string(),
+      rid(2).to_string(),
+      rid(3).to_string()
+    ]
+  );
+  assert_eq!(parsed.names(), ["e", "reset", "e", "e"]);
+  // The joining member is ended, to ask again on the new stream.
+  assert_eq!(d.ended, [joining]);
+  assert!(!d.engine.is_open(joining));
+  // A stream gone altogether: back to 0-0, once.
+  d.redis.remove(&ch);
+  let (out, gone) = d.engine.redis_check(ch, false, None, None);
+  d.note(out);
+  assert_eq!(
+    gone,
+    ReadCheck::Reset {
+      to: ChannelId::ZERO,
+      reason: Resume::Unknown
+    }
+  );
+  assert_eq!(
+    d.engine.redis_check(ch, false, None, None),
+    (0, ReadCheck::Continue)
+  );
+  d.settle();
+  assert!(d
+    .text(live_member)
+    .ends_with("id: 0-0\nevent: reset\ndata: {\"reason\":\"unknown\"}\n\n"));
+}
+
+#[test]
+fn a_reader_trimmed_past_gives_an_expired_reset_then_goes_on_live() {
+  let mut d = Driver::new();
+  let ch = d.redis_channel(MS);
+  d.call(|e| e.redis_ready(ch, ChannelId::ZERO));
+  let a = open(&mut d, "a", None);
+  d.add(ch, a);
+  live(&mut d, ch, "1");
+  live(&mut d, ch, "2");
+  assert_eq!(check(&mut d, ch), ReadCheck::Continue);
+  // The reader stalls while 50 entries are added and all but 10 trimmed.
+  for n in 3..=52 {
+    d.publish(ch, "e", &n.to_string());
+  }
+  d.redis.get_mut(&ch).unwrap().trim(10);
+  assert_eq!(
+    check(&mut d, ch),
+    ReadCheck::Reset {
+      to: rid(52),
+      reason: Resume::Expired
+    }
+  );
+  live(&mut d, ch, "53");
+  d.settle();
+  let mut expected = framed_channel(rid(1), "e", "1");
+  expected.extend(framed_channel(rid(2), "e", "2"));
+  expected.extend(reset(rid(52), "expired"));
+  expected.extend(framed_channel(rid(53), "e", "53"));
+  let body = d.bytes(a);
+  assert!(
+    body.ends_with(&expected),
+    "{}",
+    String::from_utf8_lossy(&body)
+  );
+  // A client that comes back from the reset's id replays from there.
+  let back = open(&mut d, "back", Some(rid(52)));
+  d.add(ch, back);
+  d.settle();
+  assert_eq!(d.parsed(back).ids(), rids(53..=53));
+}
+
+#[test]
+fn a_rebase_writes_the_flush_window_first() {
+  let mut d = Driver::new();
+  let ch = d.channel(native_sse_core::engine::ChannelSource::Redis, 50);
+  d.redis.insert(ch, FakeRedis::new(MS));
+  d.call(|e| e.redis_ready(ch, ChannelId::ZERO));
+  let a = open(&mut d, "a", None);
+  d.add(ch, a);
+  live(&mut d, ch, "1");
+  // Waiting for the window when the stream goes away.
+  let (out, gone) = d.engine.redis_check(ch, false, None, None);
+  d.note(out);
+  assert!(matches!(gone, ReadCheck::Reset { .. }));
+  d.settle();
+  let mut expected = framed_channel(rid(1), "e", "1");
+  expected.extend(reset(ChannelId::ZERO, "unknown"));
+  assert!(d.bytes(a).ends_with(&expected));
+  // The window's timer fires later and finds nothing.
+  let out = d.engine.window_fire(ch);
+  assert_eq!(out, 0);
+}
+
+// ----- property: exact, or a reset, whatever the stream does -----
+
+mod chaos {
+  use super::*;
+  use proptest::prelude::*;
+  use proptest::test_runner::RngSeed;
+  use sink::Block;
+  use std::collections::HashMap;
+
+  #[derive(Debug, Clone)]
+  enum Op {
+    Publish,
+    /// XTRIM to this many entries.
+    Trim(usize),
+    /// DEL, then a new stream with later (or, `backwards`, earlier) ids.
+    Recreate {
+      backwards: bool,
+    },
+    /// The reader reads up to this many entries.
+    Read(usize),
+    /// Member `n` reconnects with the last id its client saw.
+    Reconnect(usize),
+  }
+
+  fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+      6 => Just(Op::Publish),
+      1 => (0usize..4).prop_map(Op::Trim),
+      1 => any::<bool>().prop_map(|backwards| Op::Recreate { backwards }),
+      4 => (1usize..5).prop_map(Op::Read),
+      2 => (0usize..3).prop_map(Op::Reconnect),
+    ]
+  }
+
+  /// Where a client stands before the next event it gets.
+  #[derive(Debug, Clone, Copy)]
+  enum Anchor {
+    /// After this entry (incarnation, index): the next one must follow it.
+    Event(usize, usize),
+    /// At an id from a position line or a reset: the next event must be
+    /// the first entry after it in its (current or later) incarnation.
+    At(ChannelId),
+  }
+
+  struct World {
+    d: Driver,
+    ch: Key,
+    /// Every entry ever added, by incarnation: (id, data).
+    history: Vec<Vec<(ChannelId, String)>>,
+    /// data -> (incarnation, index).
+    by_data: HashMap<String, (usize, usize)>,
+    /// The members' streams and the anchor each one started from.
+    members: Vec<(Key, Anchor)>,
+    /// Finished streams, with the anchor they started from.
+    done: Vec<(Vec<u8>, Anchor)>,
+    count: u64,
+  }
+
+  impl World {
+    fn read(&mut self, batch: usize) {
+      let Some(head) = self.d.engine.channel(self.ch).unwrap().head() else {
+        return;
+      };
+      let fake = &self.d.redis[&self.ch];
+      let present = fake.entries.iter().any(|entry| entry.id == Some(head));
+      let info = (fake.seq > 0).then(|| fake.info());
+      let probe = self.d.engine.redis_probe(self.ch).map(|probe| {
+        (
+          probe,
+          fake.entries.iter().any(|entry| entry.id == Some(probe)),
+        )
+      });
+      let (out, check) = self
+        .d
+        .engine
+        .redis_check(self.ch, present, probe, info.as_ref());
+      self.d.note(out);
+      if check != ReadCheck::Continue {
+        return;
+      }
+      let next: Vec<Entry> = self.d.redis[&self.ch]
+        .entries
+        .iter()
+        .filter(|entry| entry.id.unwrap() > head)
+        .take(batch)
+        .cloned()
+        .collect();
+      for entry in next {
+        self.d.read(self.ch, &entry);
+      }
+    }
+  }
+
+  /// Checks one client's stream; returns the problems found.
+  fn verify(world: &World, bytes: &[u8], start: Anchor, problems: &mut Vec<String>) {
+    let mut anchor = start;
+    let mut newest_inc = 0;
+    for block in parse(bytes).blocks {
+      match block {
+        Block::Position(id) => anchor = Anchor::At(ChannelId::parse(id.as_bytes()).unwrap()),
+        Block::Event { name, .. } if name == "welcome" => {}
+        Block::Event { name, own_id, .. } if name == "reset" => {
+          anchor = Anchor::At(ChannelId::parse(own_id.unwrap().as_bytes()).unwrap());
+        }
+        Block::Event { data, own_id, .. } => {
+          let (inc, index) = world.by_data[&data];
+          let ok = match anchor {
+            // The next entry, or (nothing missed) the first of a later
+            // stream after the last of this one, with none in between.
+            Anchor::Event(at_inc, at) => {
+              (inc == at_inc && index == at + 1)
+                || (inc > at_inc
+                  && index == 0
+                  && at + 1 == world.history[at_inc].len()
+                  && world.history[at_inc + 1..inc].iter().all(Vec::is_empty))
+            }
+            Anchor::At(id) => {
+              inc >= newest_inc
+                && world.history[inc].iter().position(|(entry, _)| *entry > id) == Some(index)
+            }
+          };
+          if !ok {
+            problems.push(format!("{data} ({own_id:?}) after {anchor:?}"));
+          }
+          newest_inc = newest_inc.max(inc);
+          anchor = Anchor::Event(inc, index);
+        }
+      }
+    }
+  }
+
+  /// The anchor a client resumes from: its last event, or the id it holds.
+  fn resume_anchor(world: &World, bytes: &[u8]) -> (Option<String>, Anchor) {
+    let parsed = parse(bytes);
+    let last = parsed.last_id.clone();
+    if last.is_empty() || last == "0" {
+      return (None, Anchor::At(ChannelId::ZERO));
+    }
+    let id = ChannelId::parse(last.as_bytes()).unwrap();
+    let at = match parsed.blocks.iter().rev().find_map(|block| match block {
+      Block::Event { name, data, .. } if name == "e" => Some(data.clone()),
+      Block::Event { name, .. } if name == "reset" => Some(String::new()),
+      Block::Position(_) => Some(String::new()),
+      _ => None,
+    }) {
+      Some(data) if !data.is_empty() => {
+        let (inc, index) = world.by_data[&data];
+        Anchor::Event(inc, index)
+      }
+      _ => Anchor::At(id),
+    };
+    (Some(last), at)
+  }
+
+  fn config() -> ProptestConfig {
+    ProptestConfig {
+      cases: 256,
+      rng_seed: RngSeed::Fixed(0x5eed_4ed1),
+      failure_persistence: None,
+      ..ProptestConfig::default()
+    }
+  }
+
+  proptest! {
+    #![proptest_config(config())]
+    #[test]
+    fn every_client_is_exact_or_reset(ops in proptest::collection::vec(op(), 1..60)) {
+      let mut d = Driver::new();
+      let ch = d.redis_channel(MS);
+      d.call(|e| e.redis_ready(ch, ChannelId::ZERO));
+      let mut world = World {
+        d,
+        ch,
+        history: vec![Vec::new()],
+        by_data: HashMap::new(),
+        members: Vec::new(),
+        done: Vec::new(),
+        count: 0,
+      };
+      for n in 0..3 {
+        let key = world.d.open(&format!("m{n}"), None, quiet(64 * MIB));
+        world.d.add(ch, key);
+        world.members.push((key, Anchor::At(ChannelId::ZERO)));
+      }
+      let mut incarnation = 0u64;
+      for op in ops {
+        match op {
+          Op::Publish => {
+            world.count += 1;
+            let data = format!("d{}", world.count);
+            let entry = world.d.publish(ch, "e", &data);
+            let inc = world.history.len() - 1;
+            world.by_data.insert(data.clone(), (inc, world.history[inc].len()));
+            world.history[inc].push((entry.id.unwrap(), data));
+          }
+          Op::Trim(keep) => world.d.redis.get_mut(&ch).unwrap().trim(keep),
+          Op::Recreate { backwards } => {
+            incarnation += 1;
+            let ms = if backwards { MS - 1000 * incarnation } else { MS + 1000 * incarnation };
+            world.d.redis.insert(ch, FakeRedis::new(ms));
+            world.history.push(Vec::new());
+          }
+          Op::Read(batch) => world.read(batch),
+          Op::Reconnect(n) => {
+            let (key, start) = world.members[n];
+            world.d.settle();
+            let bytes = world.d.bytes(key);
+            let (last, anchor) = resume_anchor(&world, &bytes);
+            world.d.close(key);
+            world.done.push((bytes, start));
+            let new = world.d.open(&format!("m{n}"), last.as_deref(), quiet(64 * MIB));
+            world.d.add(ch, new);
+            world.members[n] = (new, anchor);
+          }
+        }
+        world.d.settle();
+      }
+      // Ended streams (a reset that met a joining member) end their client:
+      // its log so far is checked like the others.
+      let mut problems = Vec::new();
+      for (bytes, start) in &world.done {
+        verify(&world, bytes, *start, &mut problems);
+      }
+      for &(key, start) in &world.members {
+        let bytes = world.d.bytes(key);
+        verify(&world, &bytes, start, &mut problems);
+      }
+      prop_assert!(problems.is_empty(), "{problems:?}");
+    }
+  }
 }

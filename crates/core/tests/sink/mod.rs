@@ -12,6 +12,7 @@ use native_sse_core::channel::Targets;
 use native_sse_core::engine::{ChannelSource, Entry, Page};
 use native_sse_core::event_id::ChannelId;
 use native_sse_core::frame::{self, Event, EventId};
+use native_sse_core::redis::StreamInfo;
 use native_sse_core::{flags, Action, Engine, Key, Prepared, StreamOptions};
 
 // ----- the event-stream parser -----
@@ -333,6 +334,17 @@ impl FakeRedis {
     self.last
   }
 
+  /// `XINFO STREAM`.
+  pub fn info(&self) -> StreamInfo {
+    StreamInfo {
+      length: self.entries.len() as u64,
+      added: Some(self.seq),
+      first: self.entries.first().and_then(|entry| entry.id),
+      last_generated: self.last,
+      max_deleted: ChannelId::ZERO,
+    }
+  }
+
   /// A page as the binding reads it: with the window and the entries from
   /// `from` on (first), else the entries after `from` up to `until`.
   pub fn page(&self, from: ChannelId, until: ChannelId, first: bool, count: u32) -> Page {
@@ -351,8 +363,8 @@ impl FakeRedis {
       .cloned()
       .collect();
     Page {
-      floor: self.floor,
-      head: self.head(),
+      // A stream nothing was ever added to does not exist in Redis.
+      info: (self.seq > 0).then(|| self.info()),
       entries,
     }
   }

@@ -1,0 +1,4 @@
+// channel-redis.test.mjs with a node-redis client (the `redis` package)
+// for the channels, in this process and in the server processes it starts.
+process.env.NATIVE_SSE_TEST_REDIS_CLIENT = 'node-redis'
+await import('./channel-redis.test.mjs')
