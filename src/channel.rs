@@ -6,14 +6,13 @@ use napi::bindgen_prelude::*;
 use napi::{Env, ValueType};
 use napi_derive::napi;
 use native_sse_core::engine::ChannelSource;
-use native_sse_core::options::{self, ChannelOptions};
+use native_sse_core::given::{self as rules, NEW_CHANNEL};
+use native_sse_core::options::ChannelOptions;
 use native_sse_core::Key;
 
 use crate::errors;
 use crate::open;
 use crate::state::State;
-
-const NEW_CHANNEL: &str = "new Channel(options)";
 
 /// `attachChannel(channel, key, flushWindow, epoch, redis, stream, maxLen,
 /// maxInFlight, commandTimeout)`.
@@ -134,48 +133,10 @@ fn read_channel_options<'env>(
   let Some(object) = open::options_object(env, value, NEW_CHANNEL)? else {
     return Ok(given);
   };
-  let options = &mut given.options;
-  let rules: [(&str, &mut u64, u64, u64); 6] = [
-    ("historyEvents", &mut options.history_events, 0, 1 << 24),
-    (
-      "historyBytes",
-      &mut options.history_bytes,
-      0,
-      options::MAX_SAFE_INTEGER,
-    ),
-    (
-      "flushWindow",
-      &mut options.flush_window_ms,
-      0,
-      options::MAX_TIMER_MS,
-    ),
-    ("maxLen", &mut options.max_len, 1, options::MAX_SAFE_INTEGER),
-    ("maxInFlight", &mut options.max_in_flight, 1, 1 << 24),
-    (
-      "commandTimeout",
-      &mut options.command_timeout_ms,
-      1,
-      options::MAX_TIMER_MS,
-    ),
-  ];
-  for (name, slot, min, max) in rules {
-    let value: Unknown = object.get_named_property(name)?;
-    match value.get_type()? {
-      ValueType::Undefined => {}
-      ValueType::Number => {
-        // SAFETY: the value's type was checked just before.
-        let number = unsafe { value.cast::<f64>() }?;
-        *slot = options::integer_in(number, min, max)
-          .map_err(|rule| channel_option_error(env, name, &rule))?;
-      }
-      other => {
-        return Err(channel_option_error(
-          env,
-          name,
-          &format!("must be a number (got {})", errors::type_name(other)),
-        ))
-      }
-    }
+  for name in rules::CHANNEL_OPTIONS {
+    let value = open::read_given(&object.get_named_property(name)?)?;
+    rules::set_channel_option(&mut given.options, name, value)
+      .map_err(|rule| channel_option_error(env, name, &rule))?;
   }
   let redis: Unknown = object.get_named_property("redis")?;
   let stream: Unknown = object.get_named_property("stream")?;

@@ -165,7 +165,14 @@ pub fn set_stream_option(options: &mut Options, name: &str, value: Given) -> Res
 }
 
 /// The numeric options of `new Channel()`, in the order they are read.
-pub const CHANNEL_OPTIONS: [&str; 4] = ["historyEvents", "historyBytes", "flushWindow", "maxLen"];
+pub const CHANNEL_OPTIONS: [&str; 6] = [
+  "historyEvents",
+  "historyBytes",
+  "flushWindow",
+  "maxLen",
+  "maxInFlight",
+  "commandTimeout",
+];
 
 /// Sets the channel option `name` (one of [`CHANNEL_OPTIONS`]) from
 /// `value`, or says which rule it breaks.
@@ -182,6 +189,8 @@ pub fn set_channel_option(
     "historyBytes" => (&mut options.history_bytes, 0, options::MAX_SAFE_INTEGER),
     "flushWindow" => (&mut options.flush_window_ms, 0, options::MAX_TIMER_MS),
     "maxLen" => (&mut options.max_len, 1, options::MAX_SAFE_INTEGER),
+    "maxInFlight" => (&mut options.max_in_flight, 1, 1 << 24),
+    "commandTimeout" => (&mut options.command_timeout_ms, 1, options::MAX_TIMER_MS),
     _ => return Err("is not an option".to_owned()),
   };
   *slot = options::integer_in(number, min, max)?;
@@ -316,6 +325,14 @@ mod tests {
     let rule = set_channel_option(&mut options, "historyBytes", Given::Other(Kind::Null));
     assert_eq!(rule, Err("must be a number (got null)".to_owned()));
     assert!(set_channel_option(&mut options, "historyBytes", Given::Absent).is_ok());
+    set_channel_option(&mut options, "maxInFlight", Given::Number(10.0)).unwrap();
+    set_channel_option(&mut options, "commandTimeout", Given::Number(250.0)).unwrap();
+    assert_eq!(
+      (options.max_in_flight, options.command_timeout_ms),
+      (10, 250)
+    );
+    assert!(set_channel_option(&mut options, "maxInFlight", Given::Number(0.0)).is_err());
+    assert!(set_channel_option(&mut options, "commandTimeout", Given::Number(0.0)).is_err());
   }
 
   #[test]
