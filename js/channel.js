@@ -31,7 +31,7 @@ function attachChannel(channel, key, windowMs, epoch, redis, stream, maxLen) {
   const cs = new ChannelState(key, windowMs, epoch)
   channel[kChannel] = cs
   if (redis !== undefined) {
-    cs.transport = createTransport(redis, stream, maxLen, key, new WeakRef(channel))
+    cs.transport = createTransport(redis, stream, maxLen, key, new WeakRef(channel), windowMs)
     transports.set(key, cs.transport)
   }
 }

@@ -14,15 +14,27 @@
 const binding = require('../binding.js')
 const streams = require('./stream.js')
 
+const ARM_WINDOW = binding.constants()[4]
+
+function fireWindow(channel) {
+  apply(binding.channelWindowFire(channel))
+}
+
 /** Carries out the flags a binding call answered with. */
 function apply(flags) {
   streams.apply(flags, undefined)
 }
 
-function createTransport(redis, stream, maxLen, channel, owner) {
+function createTransport(redis, stream, maxLen, channel, owner, windowMs = 0) {
   const sink = {
     ready: (head) => apply(binding.redisReady(channel, head)),
-    event: (id, name, data, to) => apply(binding.redisEntry(channel, id, name, data, to)),
+    event: (id, name, data, to) => {
+      const flags = binding.redisEntry(channel, id, name, data, to)
+      apply(flags)
+      // With a flush window the entry waits in the channel's queue; the
+      // first one of a window arms its timer, as a local broadcast does.
+      if (flags & ARM_WINDOW) streams.unref(setTimeout(fireWindow, windowMs, channel))
+    },
     // The Channel object was garbage-collected without close().
     alive: () => owner.deref() !== undefined,
   }
