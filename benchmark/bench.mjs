@@ -184,7 +184,7 @@ const ALL_SCENARIOS = [
   ].map((s) => ({
     impls: ['native-sse', 'better-sse'], bases: ['better-sse'], rounds: ROUNDS_GIVEN ? undefined : 1,
     idleMs: QUICK ? 1000 : 20_000, pacedEvents: QUICK ? 2 : 5, paceMs: QUICK ? 250 : 1000, saturatedMs: QUICK ? 500 : 10_000,
-    window: 64, ackStep: 16, ...s,
+    window: 64, ackStep: 16, burst: 16, ...s,
   })),
   ...['bun', 'node'].flatMap((runtime) => {
     const server = runtime === 'bun' ? 'Bun.serve' : 'Node + @hono/node-server'

@@ -10,7 +10,7 @@
 //   <- { type: 'report' }
 //   -> { type: 'report', streams, heartbeats, minHeartbeats, silent, closed, error, cpuMicros }
 //   -> { type: 'progress', upTo }             every stream has event `upTo`
-//        (sent each time the slowest stream passes `ackStep` more)
+//        (sent each time the slowest stream passes the next multiple of `ackStep`)
 //   <- { type: 'expect', last }               the broadcasts end at `last`
 //   -> { type: 'done', valid, error, received, firstId, lastId, latency, pacedLatency, cpuMicros }
 //        every stream has every event 1..last (or a check failed)
@@ -90,7 +90,10 @@ function compareIds(a, b) {
 function setMark() {
   let min = Infinity
   for (const s of streams) if (s.received < min) min = s.received
-  ackMark = min + spec.ackStep
+  // Marks on multiples of ackStep, the same in every client process, so
+  // that the slowest stream's progress (and the credit) moves in whole
+  // steps.
+  ackMark = (Math.floor(min / spec.ackStep) + 1) * spec.ackStep
   behind = 0
   for (const s of streams) if (s.received < ackMark) behind++
   return min

@@ -121,7 +121,7 @@ async function primary() {
     })
   }
 
-  async function run({ first, paceMs, count: events, durationMs, upTo }) {
+  async function run({ first, paceMs, count: events, durationMs, upTo, burst = 1 }) {
     if (upTo > allowed) allowed = upTo
     const start = performance.now()
     let seq = first - 1
@@ -135,7 +135,7 @@ async function primary() {
       while (performance.now() < end) {
         await nextTurn()
         while (seq + 1 > allowed) await new Promise((resolve) => (creditWaiter = resolve))
-        broadcast(++seq)
+        for (let n = Math.min(burst, allowed - seq); n > 0; n--) broadcast(++seq)
       }
     }
     await Promise.allSettled([...pending])

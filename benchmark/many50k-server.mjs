@@ -11,8 +11,9 @@
 //   <- { type: 'measure', ms } -> { type: 'measured', p50Ms, p99Ms, maxMs, ..., streams }
 //        event-loop delay (monitorEventLoopDelay, 1 ms resolution) over `ms`
 //   <- { type: 'run', first, paceMs, count }        paced: `count` events, one every paceMs
-//   <- { type: 'run', first, durationMs, upTo }     saturated: one event per turn for
-//        durationMs, never past event `upTo` (raised by 'credit')
+//   <- { type: 'run', first, durationMs, upTo, burst }   saturated: for durationMs,
+//        up to `burst` events per event-loop turn, never past event `upTo`
+//        (raised by 'credit')
 //   <- { type: 'credit', upTo }
 //   -> { type: 'sent', last, cpuMicros, ms }        the run is over; `last` its last event
 //   <- { type: 'exit' }
@@ -136,7 +137,7 @@ async function measure(ms) {
 let allowed = 0
 let creditWaiter = null
 
-async function run({ first, paceMs, count, durationMs, upTo }) {
+async function run({ first, paceMs, count, durationMs, upTo, burst = 1 }) {
   if (upTo > allowed) allowed = upTo
   const cpuStart = process.cpuUsage()
   const start = performance.now()
@@ -151,7 +152,8 @@ async function run({ first, paceMs, count, durationMs, upTo }) {
     while (performance.now() < end) {
       await nextTurn()
       while (seq + 1 > allowed) await new Promise((resolve) => (creditWaiter = resolve))
-      impl.broadcast(++seq)
+      // Up to `burst` events a turn, as many as the credit allows.
+      for (let n = Math.min(burst, allowed - seq); n > 0; n--) impl.broadcast(++seq)
     }
   }
   const cpu = process.cpuUsage(cpuStart)
