@@ -45,6 +45,9 @@ test('npm run bench -- --quick runs every scenario for every implementation with
       'broadcast-10k': broadcastImpls,
       'broadcast-latency': ['native-sse', 'native-sse-window10'],
       stalled: ['native-sse', 'better-sse', 'hand-loop'],
+      'many-50k-h1': ['native-sse', 'better-sse'],
+      'many-50k-h2': ['native-sse', 'better-sse'],
+      'many-50k-cluster': ['1-worker', '2-workers'],
       'fetch-bun-burst': fetchImpls,
       'fetch-bun-broadcast': fetchImpls,
       'fetch-node-burst': fetchImpls,
@@ -62,6 +65,8 @@ test('npm run bench -- --quick runs every scenario for every implementation with
       many: 'eventLoopDelayP99Ms',
       'fetch-stream': 'cpuMicrosPerEvent',
       'fetch-broadcast': 'cpuMicrosPerDelivery',
+      many50k: 'deliveriesPerSec',
+      'many50k-cluster': 'deliveriesPerSec',
     }
     for (const scenario of result.scenarios) {
       for (const impl of scenario.impls) {
@@ -94,9 +99,33 @@ test('npm run bench -- --quick runs every scenario for every implementation with
         assert.ok(row.eventLoopDelayMaxMs >= row.eventLoopDelayP99Ms, `${what} max delay`)
         assert.ok(row.heartbeatsPerStreamPerSec > 0 && row.minHeartbeatsPerStream >= 1, `${what} heartbeats`)
         assert.ok(Number.isFinite(row.heapBytesPerConn) && Number.isFinite(row.rssBytesPerConn), `${what} memory`)
+      } else if (scenario.kind === 'many50k' || scenario.kind === 'many50k-cluster') {
+        // Every stream held (the quick counts fit any limit on open files),
+        // and every broadcast delivered to every one of them (the clients
+        // check ids and order; here the totals).
+        const what = `${row.scenario}/${row.impl}`
+        assert.equal(row.streams, scenario.streams, what)
+        assert.equal(row.transport, scenario.transport, what)
+        assert.ok(row.connectPerSec > 0 && Number.isFinite(row.heapBytesPerConn), `${what} connect and memory`)
+        assert.equal(row.pacedEvents, scenario.pacedEvents, what)
+        assert.ok(row.saturatedEvents >= 1, `${what} saturated events`)
+        assert.equal(row.deliveries, row.streams * row.saturatedEvents, what)
+        assert.ok(row.deliveriesPerSec > 0 && row.pacedLatencyP50Ms > 0, `${what} deliveries/s and latency`)
+        if (scenario.kind === 'many50k') {
+          assert.ok(row.eventLoopDelayP99Ms >= row.eventLoopDelayP50Ms && row.eventLoopDelayMaxMs >= row.eventLoopDelayP99Ms, `${what} delay`)
+          assert.equal(row.keepAliveMs, row.impl === 'native-sse' ? 15_000 : 10_000, `${what} default heartbeat`)
+        } else {
+          assert.equal(row.workers, row.impl === '1-worker' ? 1 : 2, what)
+        }
       }
     }
     assert.match(stdout, /many-streams: native-sse event-loop delay p99/)
+    for (const name of ['many-50k-h1', 'many-50k-h2']) {
+      const mine = result.targets.filter((t) => t.name.startsWith(`${name}: `))
+      assert.equal(mine.length, 3, `${name}: heap, event-loop delay and deliveries/s targets`)
+      for (const target of mine) assert.ok(Number.isFinite(target.ratio), target.name)
+    }
+    assert.match(stdout, /many-50k-h2: saturated deliveries\/s, native-sse flushWindow 10 vs better-sse/)
     // The instruction-count mode: paced, raw and native-sse, under callgrind.
     const { instructions } = result
     assert.deepEqual(instructions.scenarios.map((s) => [s.name, s.impls]), [['paced', ['raw', 'native-sse']]])
@@ -228,5 +257,52 @@ test('the broadcast client marks a row invalid when an event is missing, and rep
     client.kill()
     server.closeAllConnections()
     await new Promise((resolve) => server.close(resolve))
+  }
+})
+
+test('the many-50k client (HTTP/2) marks a row invalid when an event is missing or ids differ between streams', { timeout: 60_000 }, async () => {
+  // Two h2c streams; the first skips event 3, and before that the ids must
+  // agree: a second run gives stream 2 another id for event 1.
+  const { fork } = await import('node:child_process')
+  const http2 = await import('node:http2')
+  for (const fault of ['skip', 'id']) {
+    let n = 0
+    const server = http2.createServer((req, res) => {
+      const stream = n++
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      res.write(': hello\n\n')
+      const event = (seq, id = `1700000000000-${seq}`) => res.write(`id: ${id}\nevent: tick\ndata: {"i":${seq},"t":${Date.now()},"p":""}\n\n`)
+      setTimeout(() => {
+        if (fault === 'skip') for (const seq of [1, 2, 4]) event(seq)
+        else event(1, stream === 1 ? '1700000000001-1' : undefined)
+      }, 100)
+    })
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const client = fork(fileURLToPath(new URL('../benchmark/many50k-client.mjs', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    try {
+      const messages = []
+      client.on('message', (m) => messages.push(m))
+      const waitFor = (type) => Promise.race([
+        new Promise((resolve) => {
+          const check = () => {
+            const m = messages.find((m) => m.type === type)
+            if (m) resolve(m)
+            else setTimeout(check, 10)
+          }
+          check()
+        }),
+        after(10_000, { timeout: true }),
+      ])
+      client.send({ type: 'open', transport: 'h2', port: server.address().port, connections: 1, streamsPerConnection: 2, ackStep: 1, pacedEvents: 1 })
+      assert.equal((await waitFor('opened')).open, 2)
+      // The whole run would be events 1..4.
+      client.send({ type: 'expect', last: 4 })
+      const result = await waitFor('done')
+      assert.equal(result.valid, false)
+      assert.match(result.error, fault === 'skip' ? /expected event 3, got id 1700000000000-4/ : /event 1: id 17000000000\d\d-1 here, 17000000000\d\d-1 on another stream/)
+    } finally {
+      client.kill()
+      await new Promise((resolve) => server.close(resolve))
+    }
   }
 })

@@ -12,6 +12,17 @@
 // many-streams (many-streams.mjs): 20 000 open streams with a heartbeat
 // every second, and the server's event-loop delay, heap and RSS with them.
 //
+// many-50k (many50k.mjs): 50 000 streams in one server process, native-sse
+// next to better-sse: connect rate, heap and RSS per stream and the
+// event-loop delay while idle with each library's default heartbeat, then
+// broadcasts through each library's channel (one a second, then saturated,
+// native-sse with a 10 ms flush window), every delivery checked by the
+// clients; over HTTP/1.1 (as many as the limit on open files allows) and
+// HTTP/2 (100 connections x 500 streams); and node:cluster with 1 and 2
+// workers sharing one Redis stream (many-50k-cluster, a redis-server
+// started for each row). `--merge` keeps the other scenarios of an earlier
+// results.json (for `--only many-50k-h1,...` runs).
+//
 // The Fetch-form scenarios (fetch.mjs): native-sse's `new SSE(request)` +
 // `getResponse()` next to Hono's `streamSSE` and better-sse's Fetch mode
 // (`createResponse`), on the same server: Bun.serve (the server process
@@ -27,10 +38,10 @@
 //
 //   node benchmark/bench.mjs [--quick] [--rounds N] [--only scenario,...]
 //     [--impls name,...] [--out DIR] [--server-node-args "--cpu-prof ..."]
-//     [--instructions | --no-instructions] [--instr-jobs J]
+//     [--instructions | --no-instructions] [--instr-jobs J] [--merge]
 // --server-node-args passes flags to each server process of the timed rows
 // (for profiling; never to the callgrind runs).
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -44,6 +55,7 @@ import { FETCH_IMPLEMENTATION_NAMES } from './fetch-impls.mjs'
 import { IMPLEMENTATION_NAMES } from './implementations.mjs'
 import { measureInstructions, printInstructions } from './instructions.mjs'
 import { measureManyStreams } from './many-streams.mjs'
+import { measureCluster, measureMany50k } from './many50k.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const args = process.argv.slice(2)
@@ -64,6 +76,7 @@ const OUT = option('--out', join(here, 'results'))
 const ONLY = option('--only', null)?.split(',')
 const ONLY_IMPLS = option('--impls', null)?.split(',')
 const SERVER_NODE_ARGS = option('--server-node-args', '').split(' ').filter(Boolean)
+const MERGE = flag('--merge')
 const INSTRUCTIONS_ONLY = flag('--instructions')
 const NO_INSTRUCTIONS = flag('--no-instructions')
 if (INSTRUCTIONS_ONLY && NO_INSTRUCTIONS) throw new Error('--instructions and --no-instructions exclude each other')
@@ -150,6 +163,29 @@ const ALL_SCENARIOS = [
   // for the four on the 2-core machine (Hono and better-sse on Node take
   // 10-15 s a broadcast row); --quick 2 000 events and 20 clients x 30
   // events, about 4 s.
+  // 50 000 streams (many50k.mjs), one round by default (each row takes
+  // 1-2 minutes at the full count: connecting, 20 s idle, 5 paced events,
+  // 10 s saturated): native-sse (Channel with flushWindow 10) and better-sse
+  // (createChannel) side by side. Idle window 20 s, longer than either
+  // default heartbeat period (15 s, 10 s), so every stream must have had
+  // one. Broadcast flow control as broadcast-10k: never more than 64 events
+  // ahead of the slowest stream (50 000 x 64 x ~150 B = 480 MB at most in
+  // flight; with 16, native-sse's flushes carry fewer events each and its
+  // deliveries/s falls by about 3x here). --quick: 300 (HTTP/1.1) and 200 (HTTP/2: 4 x 50)
+  // streams, 1 s idle, 2 events 250 ms apart, 0.5 s saturated.
+  ...[
+    { name: 'many-50k-h1', kind: 'many50k', transport: 'h1', streams: QUICK ? 300 : 50_000, perProcess: 5000,
+      about: 'HTTP/1.1 streams in one process (as many as the limit on open files allows)' },
+    { name: 'many-50k-h2', kind: 'many50k', transport: 'h2', streams: QUICK ? 200 : 50_000, streamsPerConnection: QUICK ? 50 : 500, clientProcesses: QUICK ? 2 : 4,
+      about: `HTTP/2 (h2c) streams in one process, ${QUICK ? 50 : 500} per connection` },
+    { name: 'many-50k-cluster', kind: 'many50k-cluster', transport: 'h2', streams: QUICK ? 200 : 50_000, streamsPerConnection: QUICK ? 50 : 500, clientProcesses: QUICK ? 2 : 4,
+      impls: ['1-worker', '2-workers'], bases: ['1-worker'],
+      about: 'HTTP/2 streams over node:cluster workers sharing one Redis stream (native-sse Channel with redis, flushWindow 10)' },
+  ].map((s) => ({
+    impls: ['native-sse', 'better-sse'], bases: ['better-sse'], rounds: ROUNDS_GIVEN ? undefined : 1,
+    idleMs: QUICK ? 1000 : 20_000, pacedEvents: QUICK ? 2 : 5, paceMs: QUICK ? 250 : 1000, saturatedMs: QUICK ? 500 : 10_000,
+    window: 64, ackStep: 16, burst: 16, ...s,
+  })),
   ...['bun', 'node'].flatMap((runtime) => {
     const server = runtime === 'bun' ? 'Bun.serve' : 'Node + @hono/node-server'
     return [
@@ -283,6 +319,30 @@ const METRICS = {
 }
 
 METRICS['fetch-broadcast'] = METRICS.broadcast
+METRICS.many50k = [
+  { key: 'connectPerSec', label: 'connect streams/s', better: 'higher', fmt: int },
+  { key: 'heapBytesPerConn', label: 'heap B/stream', better: 'lower', fmt: int },
+  { key: 'rssBytesPerConn', label: 'RSS B/stream', better: 'lower', fmt: int },
+  { key: 'eventLoopDelayP50Ms', label: 'idle loop delay p50 ms', better: 'lower', fmt: (v) => v.toFixed(1) },
+  { key: 'eventLoopDelayP99Ms', label: 'idle loop delay p99 ms', better: 'lower', fmt: (v) => v.toFixed(1) },
+  { key: 'eventLoopDelayMaxMs', label: 'idle loop delay max ms', better: 'lower', fmt: (v) => v.toFixed(1) },
+  { key: 'idleServerCpuPercent', label: 'idle server CPU %', better: 'lower', fmt: (v) => v.toFixed(1) },
+  { key: 'heartbeatsPerStream', label: 'heartbeats/stream', better: 'higher', fmt: (v) => v.toFixed(2) },
+  { key: 'pacedLatencyP50Ms', label: '1/s latency p50 ms', better: 'lower', fmt: (v) => v.toFixed(0) },
+  { key: 'pacedLatencyMaxMs', label: '1/s latency max ms', better: 'lower', fmt: (v) => v.toFixed(0) },
+  { key: 'deliveriesPerSec', label: 'saturated deliveries/s', better: 'higher', fmt: int },
+  { key: 'serverCpuMicrosPerDelivery', label: 'server CPU µs/delivery', better: 'lower', fmt: (v) => v.toFixed(2) },
+  { key: 'latencyP99Ms', label: 'saturated latency p99 ms', better: 'lower', fmt: (v) => v.toFixed(0) },
+]
+METRICS['many50k-cluster'] = [
+  { key: 'connectPerSec', label: 'connect streams/s', better: 'higher', fmt: int },
+  { key: 'heapBytesPerConn', label: 'heap B/stream (sum)', better: 'lower', fmt: int },
+  { key: 'rssBytesPerConn', label: 'RSS B/stream (sum)', better: 'lower', fmt: int },
+  { key: 'pacedLatencyP50Ms', label: '1/s latency p50 ms', better: 'lower', fmt: (v) => v.toFixed(0) },
+  { key: 'pacedLatencyMaxMs', label: '1/s latency max ms', better: 'lower', fmt: (v) => v.toFixed(0) },
+  { key: 'deliveriesPerSec', label: 'saturated deliveries/s', better: 'higher', fmt: int },
+  { key: 'latencyP99Ms', label: 'saturated latency p99 ms', better: 'lower', fmt: (v) => v.toFixed(0) },
+]
 
 function median(values) {
   const sorted = [...values].sort((a, b) => a - b)
@@ -298,6 +358,8 @@ function summarise(rows) {
       const mine = rows.filter((r) => r.scenario === scenario.name && r.impl === impl)
       const valid = mine.every((r) => r.valid) && mine.length > 0
       const entry = { valid, rounds: mine.length, errors: mine.filter((r) => !r.valid).map((r) => r.error) }
+      // The stream count where the row may open fewer than asked (the limit on open files).
+      if (valid && mine[0].streams !== undefined) entry.streams = Math.min(...mine.map((r) => r.streams))
       if (valid) {
         for (const metric of METRICS[scenario.kind]) {
           const values = mine.map((r) => r[metric.key])
@@ -385,6 +447,26 @@ function evaluateTargets(summary, instructions) {
     target.met = target.ratio !== undefined && target.ratio <= 1
     targets.push(target)
   }
+  // The 50 000-stream issue (#13): per transport, native-sse against
+  // better-sse at the same count in the same run.
+  for (const scenario of SCENARIOS.filter((s) => s.kind === 'many50k')) {
+    const value = (impl, key) => get(scenario.name, impl, key)
+    const streams = summary[scenario.name]?.[native]?.valid ? summary[scenario.name][native].streams : undefined
+    const count = (streams ?? scenario.streams).toLocaleString('en-US')
+    add(`${scenario.name}: heap/stream, native-sse vs better-sse (${count} streams)`,
+      value(native, 'heapBytesPerConn') / value('better-sse', 'heapBytesPerConn'), (x) => x <= 0.5, '<= 0.5x')
+    const p99 = value(native, 'eventLoopDelayP99Ms')
+    const target = {
+      name: `${scenario.name}: native-sse idle event-loop delay p99 / ${MANY_STREAMS_P99_MS} ms (${count} streams, default keepAlive)`,
+      ratio: p99 === undefined ? undefined : p99 / MANY_STREAMS_P99_MS,
+      goal: '< 1.0x',
+      valueMs: p99,
+    }
+    target.met = target.ratio !== undefined && target.ratio < 1
+    targets.push(target)
+    add(`${scenario.name}: saturated deliveries/s, native-sse flushWindow 10 vs better-sse`,
+      value(native, 'deliveriesPerSec') / value('better-sse', 'deliveriesPerSec'), (x) => x >= 20, '>= 20x')
+  }
   const many = SCENARIOS.find((s) => s.kind === 'many')
   if (many) {
     const p99 = get(many.name, native, 'eventLoopDelayP99Ms')
@@ -406,6 +488,14 @@ function printSummary(summary, rows) {
     if (scenario.kind === 'broadcast' || scenario.kind === 'fetch-broadcast') size = `${scenario.clients.toLocaleString('en-US')} ${scenario.about}, ${scenario.count} events`
     if (scenario.kind === 'fetch-stream') size = `${scenario.about}, ${scenario.count.toLocaleString('en-US')} events`
     if (scenario.kind === 'many') size = `${scenario.streams.toLocaleString('en-US')} ${scenario.about}, over ${scenario.seconds} s`
+    if (scenario.kind === 'many50k' || scenario.kind === 'many50k-cluster') {
+      size = `${scenario.streams.toLocaleString('en-US')} ${scenario.about}; idle ${scenario.idleMs / 1000} s, ${scenario.pacedEvents} events ${scenario.paceMs} ms apart, then saturated for ${scenario.saturatedMs / 1000} s`
+      if (scenario.kind === 'many50k-cluster') size = size.replace(/; idle [^,]*,/, ';')
+      const fewer = rows.filter((r) => r.scenario === scenario.name && r.valid && r.streams !== r.requestedStreams)
+      if (fewer.length) {
+        console.log(`\n  NOTE (${scenario.name}): ${fewer[0].streams.toLocaleString('en-US')} streams instead of ${scenario.streams.toLocaleString('en-US')}: the server's limit on open files is ${fewer[0].fdLimit} and could not be raised`)
+      }
+    }
     console.log(`\n${scenario.name}: ${size}; ${scenario.rounds} round(s)`)
     if (scenario.kind === 'many') {
       const fewer = rows.filter((r) => r.scenario === scenario.name && r.valid && r.streams !== r.requestedStreams)
@@ -447,10 +537,36 @@ async function measure(impl, scenario) {
       return measureStalled(impl, scenario, opts)
     case 'many':
       return measureManyStreams(impl, scenario, opts)
+    case 'many50k':
+      return measureMany50k(impl, scenario, opts)
+    case 'many50k-cluster':
+      return measureCluster(impl, scenario, opts)
     case 'fetch-stream':
       return measureFetchStream(impl, scenario, opts)
     case 'fetch-broadcast':
       return measureFetchBroadcast(impl, scenario, opts)
+  }
+}
+
+/**
+ * --merge: the scenarios of this run replace those of the same name in the
+ * earlier results.json at `path`, whose other scenarios, rows, summaries,
+ * targets and instruction counts stay (this run's date and duration go
+ * under `merged`).
+ */
+function mergeInto(path, result) {
+  if (!existsSync(path)) return result
+  const earlier = JSON.parse(readFileSync(path, 'utf8'))
+  const names = new Set(result.scenarios.map((s) => s.name))
+  const mine = (name) => names.has(name) || [...names].some((n) => name.startsWith(`${n}: `))
+  return {
+    ...earlier,
+    scenarios: [...earlier.scenarios.filter((s) => !names.has(s.name)), ...result.scenarios],
+    rows: [...earlier.rows.filter((r) => !names.has(r.scenario)), ...result.rows],
+    summary: { ...earlier.summary, ...result.summary },
+    targets: [...earlier.targets.filter((t) => !mine(t.name)), ...result.targets],
+    instructions: result.instructions.rows?.length ? result.instructions : earlier.instructions,
+    merged: [...(earlier.merged ?? []), { date: result.date, durationSec: result.durationSec, quick: result.quick, scenarios: [...names] }],
   }
 }
 
@@ -492,7 +608,7 @@ async function main() {
     console.log(`  ${t.met ? 'MET    ' : 'NOT MET'} ${t.name}: ${ratio}${extra} (target ${t.goal})`)
   }
   const cpus = os.cpus()
-  const result = {
+  let result = {
     quick: QUICK,
     rounds: ROUNDS,
     date: new Date().toISOString(),
@@ -507,6 +623,7 @@ async function main() {
     instructions,
   }
   mkdirSync(OUT, { recursive: true })
+  if (MERGE) result = mergeInto(join(OUT, 'results.json'), result)
   writeFileSync(join(OUT, 'results.json'), JSON.stringify(result, null, 2) + '\n')
   writeFileSync(join(OUT, 'chart.svg'), renderChart(result))
   console.log(`\nwrote ${join(OUT, 'results.json')} and chart.svg (${result.durationSec.toFixed(0)} s)`)

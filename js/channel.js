@@ -72,7 +72,7 @@ function attachChannel(channel, key, windowMs, epoch, redis, stream, maxLen, max
         stateChannel.publish({ channel: target, stream, state, previous, error })
       },
     }
-    cs.transport = createTransport(redis, stream, maxLen, key, owner, { maxInFlight, timeoutMs }, hooks)
+    cs.transport = createTransport(redis, stream, maxLen, key, owner, { maxInFlight, timeoutMs, windowMs }, hooks)
     transports.set(key, cs.transport)
   }
 }

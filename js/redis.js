@@ -31,6 +31,12 @@ const BLOCK_MS = 2000
 const RETRY_MS = 100
 const READ_COUNT = 1000
 
+const ARM_WINDOW = binding.constants()[4]
+
+function fireWindow(channel) {
+  apply(binding.channelWindowFire(channel))
+}
+
 /** Carries out the flags a binding call answered with. */
 function apply(flags) {
   streams.apply(flags, undefined)
@@ -134,13 +140,20 @@ function msOf(id) {
 function createTransport(client, stream, maxLen, channel, owner, limits, hooks) {
   const sink = {
     ready: (head) => apply(binding.redisReady(channel, head)),
-    event: (id, name, data, to) => apply(binding.redisEntry(channel, id, name, data, to)),
+    event: (id, name, data, to) => {
+      const flags = binding.redisEntry(channel, id, name, data, to)
+      apply(flags)
+      // With a flush window the entry waits in the channel's queue; the
+      // first one of a window arms its timer, as a local broadcast does.
+      if (flags & ARM_WINDOW) streams.unref(setTimeout(fireWindow, windowMs, channel))
+    },
     // The Channel object was garbage-collected without close().
     alive: () => owner.deref() !== undefined,
   }
   const redis = adapt(client)
   const maxInFlight = limits.maxInFlight
   const timeoutMs = limits.timeoutMs
+  const windowMs = limits.windowMs ?? 0
   maxLen = String(maxLen)
   // The connection broadcasts (and the position they follow) are sent on,
   // and the reader's own (XREAD BLOCK holds it).

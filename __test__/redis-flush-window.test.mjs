@@ -1,0 +1,67 @@
+// A Redis channel with a flush window: entries read back from the stream
+// wait in the channel's queue for the window, and the first one of a
+// window arms its timer (before the fix they waited until close()). Real
+// redis-server (redis-server.mjs), a real HTTP server, raw sockets.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+
+import Redis from 'ioredis'
+
+import { Channel, SSE } from 'native-sse'
+import { rawGet, splitEvents, startServer, waitFor } from './helpers.mjs'
+import { killAllRedis, startRedis } from './redis-server.mjs'
+
+let redisServer
+const clients = []
+
+before(async () => {
+  redisServer = await startRedis()
+})
+
+after(async () => {
+  for (const client of clients) client.disconnect()
+  await redisServer?.close()
+  await killAllRedis()
+})
+
+function redisClient() {
+  const client = new Redis({ host: '127.0.0.1', port: redisServer.port })
+  client.on('error', () => {})
+  clients.push(client)
+  return client
+}
+
+const ticks = (body) => splitEvents(body).filter((e) => e.includes('event: tick'))
+
+for (const flushWindow of [10, 200]) {
+  test(`flushWindow ${flushWindow} on a Redis channel: every entry reaches the members, in order`, { timeout: 30_000 }, async () => {
+    const stream = `native-sse-test:${process.pid}:flush-window:${flushWindow}`
+    // The members' channel (with the window) and a publisher on the same stream.
+    const members = new Channel({ redis: redisClient(), stream, maxLen: 100, flushWindow })
+    const publisher = new Channel({ redis: redisClient(), stream, maxLen: 100 })
+    const { port, close } = await startServer((req, res) => members.add(new SSE(req, res, { keepAlive: 0 })))
+    const readers = [rawGet(port), rawGet(port)]
+    try {
+      await waitFor(() => members.size === 2, { timeoutMs: 10_000, what: 'two members' })
+      const ids = []
+      for (let i = 1; i <= 5; i++) ids.push(await publisher.broadcast({ eventName: 'tick', eventPayload: { i } }))
+      for (const reader of readers) {
+        const { body } = await reader.waitForBody((text) => ticks(text).length === 5, { timeoutMs: 10_000 })
+        const events = ticks(body.toString('utf8'))
+        assert.deepEqual(events.map((e) => /^id: (.*)$/m.exec(e)[1]), ids)
+        assert.deepEqual(events.map((e) => JSON.parse(/^data: (.*)$/m.exec(e)[1]).i), [1, 2, 3, 4, 5])
+      }
+      // A later broadcast arms a new window and arrives too.
+      const sixth = await publisher.broadcast({ eventName: 'tick', eventPayload: { i: 6 } })
+      for (const reader of readers) {
+        const { body } = await reader.waitForBody((text) => ticks(text).length === 6, { timeoutMs: 10_000 })
+        assert.match(ticks(body.toString('utf8'))[5], new RegExp(`^id: ${sixth}$`, 'm'))
+      }
+    } finally {
+      for (const reader of readers) reader.socket.destroy()
+      members.close()
+      publisher.close()
+      await close()
+    }
+  })
+}
