@@ -976,3 +976,78 @@ mod chaos {
     }
   }
 }
+
+/// A member replaying two and a half pages whose first page has been
+/// written, with a live entry that arrived behind the replay.
+fn mid_replay() -> (Driver, Key, Key, ChannelId, String) {
+  let page = REDIS_PAGE_ENTRIES as u64;
+  let head = 10 + 2 * page + page / 2;
+  let mut d = Driver::new();
+  let ch = d.redis_channel(MS);
+  for n in 1..=head {
+    d.redis
+      .get_mut(&ch)
+      .unwrap()
+      .add("e", &n.to_string(), None, true);
+  }
+  d.call(|e| e.redis_ready(ch, rid(head)));
+  d.redis_auto = false;
+  let b = open(&mut d, "b", Some(rid(10)));
+  d.add(ch, b);
+  let first = d.requests.remove(0);
+  d.answer(&first);
+  d.settle();
+  let live_entry = live(&mut d, ch, "live");
+  d.settle();
+  // The second page is asked for and not answered yet.
+  assert_eq!(d.requests.len(), 1);
+  let welcome = d.text(b);
+  (d, ch, b, live_entry.id.unwrap(), welcome)
+}
+
+#[test]
+fn a_stream_closed_with_replay_pages_still_to_read_ends_without_what_waited_behind_them() {
+  // The live entry would follow a gap: the client would come back with its
+  // id and never get the pages not read yet.
+  let page = REDIS_PAGE_ENTRIES as u64;
+  for how in ["close", "drain", "page failed"] {
+    let (mut d, ch, b, live_id, _) = mid_replay();
+    match how {
+      "close" => assert!(d.close(b)),
+      "drain" => {
+        let options = native_sse_core::drain::DrainOptions {
+          window_ms: 0,
+          min_ms: 0,
+          timeout_ms: 1000,
+        };
+        let (count, out) = d
+          .engine
+          .drain(native_sse_core::drain::DrainScope::All, &options, 0, 1)
+          .expect("draining");
+        d.note(out);
+        assert_eq!(count, 1);
+      }
+      _ => {
+        let request = d.requests.remove(0);
+        d.answer_with(&request, None);
+      }
+    }
+    d.settle();
+    assert!(!d.engine.is_open(b), "{how}");
+    let parsed = d.parsed(b);
+    let ids = parsed.ids();
+    assert!(!ids.contains(&live_id.to_string()), "{how}: {ids:?}");
+    // The replayed events, in order, from 11 on, and nothing after the gap.
+    let replayed: Vec<String> = ids.iter().filter(|id| id.contains('-')).cloned().collect();
+    assert!(!replayed.is_empty(), "{how}");
+    let expected: Vec<String> = (11..11 + replayed.len() as u64)
+      .map(|n| rid(n).to_string())
+      .collect();
+    assert_eq!(replayed, expected, "{how}");
+    assert!(replayed.len() as u64 <= page, "{how}");
+    if how == "drain" {
+      assert!(d.text(b).ends_with("retry: 0\n\n"), "{how}");
+    }
+    let _ = ch;
+  }
+}
