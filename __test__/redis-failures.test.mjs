@@ -225,6 +225,27 @@ test('after a DEL, the broadcasts that made the stream again reach the live memb
   assert.deepEqual(eventsOf(bodyOf(back)).map((e) => e.id), remade)
 })
 
+// The client passed to the channel was closed by its owner while the
+// reader (its own connection) went on reading: redisStatus said 'ready'
+// and onError stayed silent while every broadcast and replay failed.
+test('a client closed by its owner: redisStatus turns unavailable and onError is told once; broadcasts reject', async (t) => {
+  const redis = await channelClient()
+  const channel = await redisChannel(t, redis, streamKey('owner-closed'))
+  const errors = []
+  channel.onError((err) => errors.push(err))
+  await waitFor(() => channel.redisStatus.state === 'ready', { what: 'the reader to be ready', ...WAIT })
+  disconnect(redis)
+  await waitFor(() => channel.redisStatus.state === 'unavailable', { what: 'the state to turn unavailable', ...WAIT })
+  await assert.rejects(channel.broadcast({ eventName: 'n', eventPayload: 1 }), { code: 'ERR_SSE_REDIS_UNAVAILABLE' })
+  assert.equal(errors.length, 1)
+  assert.equal(errors[0].code, 'ERR_SSE_REDIS_UNAVAILABLE')
+  assert.match(errors[0].message, /client status/)
+  // It stays so (no flapping back to 'ready' while the reader reads on).
+  await new Promise((resolve) => setTimeout(resolve, 2500))
+  assert.equal(channel.redisStatus.state, 'unavailable')
+  assert.equal(errors.length, 1)
+})
+
 // --------------------------------------- 2: stream moves backwards
 
 test('a stream that moved backwards (a far-future id, then deleted): later broadcasts still reach every server, after a reset', async (t) => {
