@@ -197,6 +197,55 @@ for (const how of ['DEL', 'FLUSHALL', 'restart without persistence']) {
   })
 }
 
+// The broadcast that made the stream again (sent before this process
+// noticed the DEL) is the new stream's first entry: it reached no member,
+// because the reset took its id and reading went on after it. The reset is
+// now at 0-0 when nothing was removed from the new stream, and reading
+// starts again at its beginning.
+test('after a DEL, the broadcasts that made the stream again reach the live members after the reset', async (t) => {
+  const stream = streamKey('remade')
+  const admin = await adminClient()
+  const redis = await channelClient()
+  const channel = await redisChannel(t, redis, stream)
+  const srv = await channelServer(t, channel)
+  const live = open(t, srv.port)
+  await waitForBody(live, (body) => body.includes('id: 0-0\n\n'), 'the position')
+  const old = await channel.broadcast({ eventName: 'n', eventPayload: 'old' })
+  await waitForBody(live, (body) => body.includes(`id: ${old}\n`), 'the first event')
+  await admin.del(stream)
+  const remade = await broadcastRange(channel, 1, 3)
+  await waitForBody(live, (body) => body.includes(`id: ${remade[2]}\n`), 'the broadcasts after the DEL')
+  const events = eventsOf(bodyOf(live))
+  assert.deepEqual(events.map((e) => e.event), ['n', 'reset', 'n', 'n', 'n'], JSON.stringify(events))
+  assert.deepEqual(events[1], { id: '0-0', event: 'reset', data: '{"reason":"unknown"}' })
+  assert.deepEqual(events.slice(2).map((e) => e.id), remade, 'every broadcast of the new stream, once, in order')
+  // A client that comes back from the reset's id gets the new stream from its start.
+  const back = open(t, srv.port, { 'Last-Event-ID': '0-0' })
+  await waitForBody(back, (body) => body.includes(`id: ${remade[2]}\n`), 'the replay from 0-0')
+  assert.deepEqual(eventsOf(bodyOf(back)).map((e) => e.id), remade)
+})
+
+// The client passed to the channel was closed by its owner while the
+// reader (its own connection) went on reading: redisStatus said 'ready'
+// and onError stayed silent while every broadcast and replay failed.
+test('a client closed by its owner: redisStatus turns unavailable and onError is told once; broadcasts reject', async (t) => {
+  const redis = await channelClient()
+  const channel = await redisChannel(t, redis, streamKey('owner-closed'))
+  const errors = []
+  channel.onError((err) => errors.push(err))
+  await waitFor(() => channel.redisStatus.state === 'ready', { what: 'the reader to be ready', ...WAIT })
+  disconnect(redis)
+  await waitFor(() => channel.redisStatus.state === 'unavailable', { what: 'the state to turn unavailable', ...WAIT })
+  await assert.rejects(channel.broadcast({ eventName: 'n', eventPayload: 1 }), { code: 'ERR_SSE_REDIS_UNAVAILABLE' })
+  assert.equal(errors.length, 1)
+  assert.equal(errors[0].code, 'ERR_SSE_REDIS_UNAVAILABLE')
+  assert.match(errors[0].message, /client status/)
+  // It stays so (no flapping back to 'ready' while the reader reads on).
+  await new Promise((resolve) => setTimeout(resolve, 2500))
+  assert.equal(channel.redisStatus.state, 'unavailable')
+  assert.equal(errors.length, 1)
+})
+
 // --------------------------------------- 2: stream moves backwards
 
 test('a stream that moved backwards (a far-future id, then deleted): later broadcasts still reach every server, after a reset', async (t) => {

@@ -310,7 +310,10 @@ function createTransport(client, stream, maxLen, channel, owner, limits, hooks) 
         }
         const taken = await readOnce()
         if (closed) break
-        setState('ready')
+        // Reading works; broadcasts and replays need the client passed in
+        // too (its owner may have closed it while the reader reads on).
+        if (redis.ready()) setState('ready')
+        else failed(codeError('ERR_SSE_REDIS_UNAVAILABLE', `Redis is unavailable (client status "${redis.status()}"): broadcasts and replays fail until the client is ready again; reading goes on`))
         if (taken < READ_COUNT) {
           // Wait for what comes next; the next read takes it.
           await timed(

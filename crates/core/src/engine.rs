@@ -646,16 +646,24 @@ impl Engine {
   /// Ends the stream (`close()`): hands what it still has, pending bytes,
   /// the rest of a replay, and what waited behind it, to `write` as one
   /// chunk, and forgets it. `None` when it was already closed.
+  ///
+  /// A Redis replay whose pages are not all read yet ends with the events
+  /// it has: what waited behind it (live events after the replay's end)
+  /// would follow a gap and move the client's `Last-Event-ID` past the
+  /// events it never got, so it is left out; the client resumes from the
+  /// last replayed event and gets the rest, those live events included.
   pub fn close<R>(&mut self, key: Key, write: impl FnOnce(Chunk<'_>) -> R) -> Option<R> {
-    let (result, out) = self.close_and_report(key, write)?;
+    let (result, out) = self.close_and_report(key, &[], write)?;
     self.unreported(out);
     Some(result)
   }
 
   /// [`Engine::close`], with the flags of the replays that took its slot.
+  /// `last` goes after everything (a drain's `retry:` frame).
   fn close_and_report<R>(
     &mut self,
     key: Key,
+    last: &[u8],
     write: impl FnOnce(Chunk<'_>) -> R,
   ) -> Option<(R, u32)> {
     let mut out = 0;
@@ -668,12 +676,22 @@ impl Engine {
           Ok::<(), ()>(())
         });
       }
-      stream.pending.append(&mut rest);
+      // With Redis pages still to read, what waited behind the replay
+      // would come after a gap (see `close`): left out.
+      if !replay.more {
+        stream.pending.append(&mut rest);
+      }
       if replay.running {
         out |= self.replay_slot_freed();
       }
     }
     let stream = self.streams.get_mut(key)?;
+    if !last.is_empty() {
+      let _ = stream.pending.push_own(|out| {
+        out.extend_from_slice(last);
+        Ok::<(), ()>(())
+      });
+    }
     self.counters.bytes += stream.pending.len() as u64;
     let result = stream.pending.take(write);
     out |= self.close_stream(key, CloseReason::Server).unwrap_or(0);
@@ -1759,7 +1777,7 @@ impl Engine {
 
   fn end_for_retry(&mut self, stream_key: Key) -> u32 {
     let mut bytes = Vec::new();
-    let closed = self.close_and_report(stream_key, |chunk| match chunk {
+    let closed = self.close_and_report(stream_key, &[], |chunk| match chunk {
       Chunk::Bytes(b) => bytes.extend_from_slice(b),
       Chunk::Batch(batch) => bytes.extend_from_slice(&batch.bytes()),
     });
@@ -1882,17 +1900,10 @@ impl Engine {
   fn drain_stream(&mut self, key: Key, retry_ms: u64) -> u32 {
     let mut retry = Vec::with_capacity(24);
     frame::push_retry(&mut retry, retry_ms);
-    let Some(stream) = self.streams.get_mut(key) else {
-      return 0;
-    };
-    // Behind a replay in progress too: close takes the replay, then what
-    // waited behind it.
-    let _ = stream.tail().push_own(|out| {
-      out.extend_from_slice(&retry);
-      Ok::<(), ()>(())
-    });
+    // After everything, a replay in progress included (close takes the
+    // replay, then what waited behind it).
     let mut bytes = Vec::new();
-    let closed = self.close_and_report(key, |chunk| match chunk {
+    let closed = self.close_and_report(key, &retry, |chunk| match chunk {
       Chunk::Bytes(b) => bytes.extend_from_slice(b),
       Chunk::Batch(batch) => bytes.extend_from_slice(&batch.bytes()),
     });

@@ -628,16 +628,20 @@ fn the_reader_rebases_on_a_stream_made_again_with_lower_ids() {
   d.redis.insert(ch, FakeRedis::new(MS));
   let first = d.publish(ch, "e", "1");
   let rebased = check(&mut d, ch);
+  // Nothing was removed from the new stream: reading starts again at its
+  // beginning, so its first entry (the broadcast that made it again)
+  // reaches the members after the reset.
   assert_eq!(
     rebased,
     ReadCheck::Reset {
-      to: rid(1),
+      to: ChannelId::ZERO,
       reason: Resume::Unknown
     }
   );
-  assert_eq!(d.engine.channel(ch).unwrap().head(), Some(rid(1)));
-  // The read's entry is dropped; later entries, lower than `far`, arrive.
-  assert_eq!(d.engine.redis_entry(ch, &first), 0);
+  assert_eq!(d.engine.channel(ch).unwrap().head(), Some(ChannelId::ZERO));
+  // The read's entry is read again after the reset; later entries, lower
+  // than `far`, arrive.
+  d.read(ch, &first);
   live(&mut d, ch, "2");
   live(&mut d, ch, "3");
   d.settle();
@@ -647,12 +651,13 @@ fn the_reader_rebases_on_a_stream_made_again_with_lower_ids() {
     vec![
       ChannelId::ZERO.to_string(),
       far.to_string(),
+      ChannelId::ZERO.to_string(),
       rid(1).to_string(),
       rid(2).to_string(),
       rid(3).to_string()
     ]
   );
-  assert_eq!(parsed.names(), ["e", "reset", "e", "e"]);
+  assert_eq!(parsed.names(), ["e", "reset", "e", "e", "e"]);
   // The joining member is ended, to ask again on the new stream.
   assert_eq!(d.ended, [joining]);
   assert!(!d.engine.is_open(joining));
@@ -969,5 +974,80 @@ mod chaos {
       }
       prop_assert!(problems.is_empty(), "{problems:?}");
     }
+  }
+}
+
+/// A member replaying two and a half pages whose first page has been
+/// written, with a live entry that arrived behind the replay.
+fn mid_replay() -> (Driver, Key, Key, ChannelId, String) {
+  let page = REDIS_PAGE_ENTRIES as u64;
+  let head = 10 + 2 * page + page / 2;
+  let mut d = Driver::new();
+  let ch = d.redis_channel(MS);
+  for n in 1..=head {
+    d.redis
+      .get_mut(&ch)
+      .unwrap()
+      .add("e", &n.to_string(), None, true);
+  }
+  d.call(|e| e.redis_ready(ch, rid(head)));
+  d.redis_auto = false;
+  let b = open(&mut d, "b", Some(rid(10)));
+  d.add(ch, b);
+  let first = d.requests.remove(0);
+  d.answer(&first);
+  d.settle();
+  let live_entry = live(&mut d, ch, "live");
+  d.settle();
+  // The second page is asked for and not answered yet.
+  assert_eq!(d.requests.len(), 1);
+  let welcome = d.text(b);
+  (d, ch, b, live_entry.id.unwrap(), welcome)
+}
+
+#[test]
+fn a_stream_closed_with_replay_pages_still_to_read_ends_without_what_waited_behind_them() {
+  // The live entry would follow a gap: the client would come back with its
+  // id and never get the pages not read yet.
+  let page = REDIS_PAGE_ENTRIES as u64;
+  for how in ["close", "drain", "page failed"] {
+    let (mut d, ch, b, live_id, _) = mid_replay();
+    match how {
+      "close" => assert!(d.close(b)),
+      "drain" => {
+        let options = native_sse_core::drain::DrainOptions {
+          window_ms: 0,
+          min_ms: 0,
+          timeout_ms: 1000,
+        };
+        let (count, out) = d
+          .engine
+          .drain(native_sse_core::drain::DrainScope::All, &options, 0, 1)
+          .expect("draining");
+        d.note(out);
+        assert_eq!(count, 1);
+      }
+      _ => {
+        let request = d.requests.remove(0);
+        d.answer_with(&request, None);
+      }
+    }
+    d.settle();
+    assert!(!d.engine.is_open(b), "{how}");
+    let parsed = d.parsed(b);
+    let ids = parsed.ids();
+    assert!(!ids.contains(&live_id.to_string()), "{how}: {ids:?}");
+    // The replayed events, in order, from 11 on, and nothing after the gap.
+    let replayed: Vec<String> = ids.iter().filter(|id| id.contains('-')).cloned().collect();
+    assert!(!replayed.is_empty(), "{how}");
+    let expected: Vec<String> = (11..11 + replayed.len() as u64)
+      .map(|n| rid(n).to_string())
+      .collect();
+    assert_eq!(replayed, expected, "{how}");
+    assert!(replayed.len() as u64 <= page, "{how}");
+    if how == "drain" {
+      assert!(d.text(b).ends_with("retry: 0\n\n"), "{how}");
+    }
+    let _ = ch;
   }
 }
