@@ -94,3 +94,11 @@ export function handler(request: Request): Response {
 export function isMember(value: unknown): boolean {
   return value instanceof SSE || value instanceof Channel
 }
+
+// A generic helper forwards its type parameter: the check cannot be decided
+// for an unknown T, so it needs `as unknown` (docs/api.md, Types).
+export function notify<T extends object>(sse: SSE, value: T): boolean {
+  // @ts-expect-error the payload check is deferred for a type parameter
+  sse.send({ eventName: 'e', eventPayload: value })
+  return sse.send({ eventName: 'e', eventPayload: value as unknown })
+}
