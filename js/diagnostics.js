@@ -7,7 +7,7 @@
 // Every name this package publishes on (docs/operations.md):
 //   native-sse:stream:open      { uuid, form: 'node' | 'fetch', lastEventId }
 //   native-sse:stream:close     { uuid, reason: 'client' | 'server' | 'overflow' }
-//   native-sse:stream:overflow  { uuid, bufferedBytes } (null if not known)
+//   native-sse:stream:overflow  { uuid, bufferedBytes }
 //   native-sse:redis:state      a Redis channel's reader state (js/redis.js)
 //
 // Messages are published synchronously, after the stream's state is

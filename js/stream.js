@@ -155,9 +155,10 @@ function onDrain() {
 /**
  * Marks the stream ended for `why` (1 client, 2 server, 3 overflow) and
  * schedules its `onClose` callbacks for the next tick. Keeps the response
- * when an end is still to be written (`keep`).
+ * when an end is still to be written (`keep`). `held`: the bytes an
+ * overflowing stream held (for its diagnostics message).
  */
-function finish(st, why, keep) {
+function finish(st, why, keep, held) {
   if (st.closed) return
   st.closed = true
   st.reason = why
@@ -177,7 +178,7 @@ function finish(st, why, keep) {
   if (callbacks !== null) {
     for (const callback of callbacks) process.nextTick(callback, REASONS[why])
   }
-  announceClose(st, why)
+  announceClose(st, why, held)
 }
 
 // ----- diagnostics_channel (js/diagnostics.js) -----
@@ -189,10 +190,9 @@ function announceOpen(st, form) {
 }
 
 /** After `finish`: the overflow (with what the stream held), then the close. */
-function announceClose(st, why) {
+function announceClose(st, why, held) {
   if (why === 3 && diagnostics.overflow.hasSubscribers) {
-    const held = binding.streamOverflowBytes(st.key)
-    diagnostics.publish(diagnostics.overflow, { uuid: st.uuid, bufferedBytes: held < 0 ? null : held })
+    diagnostics.publish(diagnostics.overflow, { uuid: st.uuid, bufferedBytes: held ?? null })
   }
   if (diagnostics.close.hasSubscribers) {
     diagnostics.publish(diagnostics.close, { uuid: st.uuid, reason: REASONS[why] })
@@ -388,10 +388,10 @@ function runActions() {
           const st = lookup(actions[i + 1])
           if (st !== undefined && !st.closed) {
             const res = st.res
-            finish(st, 3, false)
+            finish(st, 3, false, actions[i + 2])
             if (res !== null) res.destroy()
           }
-          i += 2
+          i += 3
           break
         }
         case 2: {

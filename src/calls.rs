@@ -173,9 +173,10 @@ pub fn take_actions(env: &Env) -> Result<Array<'_>> {
   let mut out = env.create_array(0)?;
   for action in actions {
     match action {
-      Action::Destroy(stream) => {
+      Action::Destroy(stream, buffered) => {
         out.insert(1)?;
         out.insert(stream.to_bits() as f64)?;
+        out.insert(buffered as f64)?;
       }
       Action::End(stream, bytes) => {
         out.insert(2)?;

@@ -22,11 +22,3 @@ pub fn channel_metrics(env: &Env, channel: f64) -> Result<Option<Vec<f64>>> {
   let snapshot = State::get(env)?.with(|engine| engine.channel_metrics(key(channel)))?;
   Ok(snapshot.map(|snapshot| snapshot.to_array().iter().map(|n| *n as f64).collect()))
 }
-
-/// The bytes a stream held when it was closed for overflow (asked while
-/// carrying out its `Destroy`); -1 when it is not known.
-#[napi(js_name = "streamOverflowBytes", skip_typescript)]
-pub fn stream_overflow_bytes(env: &Env, stream: f64) -> Result<f64> {
-  let bytes = State::get(env)?.with(|engine| engine.overflow_bytes(key(stream)))?;
-  Ok(bytes.map_or(-1.0, |bytes| bytes as f64))
-}

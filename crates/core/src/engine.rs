@@ -57,16 +57,13 @@ pub const DEFAULT_MAX_REPLAYS: usize = 32;
 /// Entries read from Redis per replay page.
 pub const REDIS_PAGE_ENTRIES: u32 = 100;
 
-/// Overflows [`Engine::overflow_bytes`] remembers past the last batch of
-/// actions taken.
-pub const REPORTED_OVERFLOWS: usize = 4096;
-
 /// Work the caller must carry out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
   /// The stream went past its cap and is closed (`'overflow'`): destroy its
-  /// response.
-  Destroy(Key),
+  /// response. The number is the bytes it held then (for the overflow's
+  /// diagnostics message).
+  Destroy(Key, u64),
   /// The stream is closed by the engine (`'server'`): write `bytes`, if
   /// any, then end its response. (A Redis replay that could not be read:
   /// the client reconnects and asks again.)
@@ -318,11 +315,6 @@ pub struct Engine {
   cursors: std::collections::HashMap<Key, VecDeque<RemoteCursor>>,
   staged: Slab<Prepared>,
   counters: Counters,
-  /// Streams closed for overflow since the last [`Engine::take_actions`],
-  /// with the bytes they held; then those of the actions taken (see
-  /// [`Engine::overflow_bytes`]).
-  overflowed: Vec<(Key, u64)>,
-  reported_overflows: std::collections::HashMap<Key, u64>,
   /// Drains in progress (see [`Engine::drain`]).
   drains: Drains,
 }
@@ -399,8 +391,6 @@ impl Engine {
       cursors: std::collections::HashMap::new(),
       staged: Slab::default(),
       counters: Counters::default(),
-      overflowed: Vec::new(),
-      reported_overflows: std::collections::HashMap::new(),
       drains: Drains::default(),
     }
   }
@@ -715,8 +705,7 @@ impl Engine {
     let buffered = self.streams.get(key).map_or(0, Stream::buffered);
     match self.close_stream(key, CloseReason::Overflow) {
       Some(out) => {
-        self.overflowed.push((key, buffered));
-        self.actions.push(Action::Destroy(key));
+        self.actions.push(Action::Destroy(key, buffered));
         out | flags::ACTIONS
       }
       None => 0,
@@ -883,15 +872,6 @@ impl Engine {
 
   /// Takes the work the caller must carry out.
   pub fn take_actions(&mut self) -> Vec<Action> {
-    if !self.overflowed.is_empty() {
-      // Kept across takes (user code may take actions while the caller
-      // still carries out earlier ones), within a bound; keys are never
-      // reused, so an old entry cannot answer for a new stream.
-      if self.reported_overflows.len() > REPORTED_OVERFLOWS {
-        self.reported_overflows.clear();
-      }
-      self.reported_overflows.extend(self.overflowed.drain(..));
-    }
     std::mem::take(&mut self.actions)
   }
 
@@ -1212,13 +1192,6 @@ impl Engine {
       counters: channel.counters,
       members: channel.members.len() as u64,
     })
-  }
-
-  /// The bytes a stream held when it was closed for overflow, once the
-  /// actions that report it (its `Destroy`) were taken; `None` when it
-  /// did not overflow, or too many overflows were reported since.
-  pub fn overflow_bytes(&self, stream_key: Key) -> Option<u64> {
-    self.reported_overflows.get(&stream_key).copied()
   }
 
   /// Takes `stream` out of `channel` (its stream stays open). Returns

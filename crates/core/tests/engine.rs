@@ -370,7 +370,8 @@ fn bytes_past_the_cap_close_the_stream() {
   let out = d.engine.send(s, &"big", &big.as_str(), None).unwrap();
   assert_eq!(out & flags::ACCEPTED, 0);
   assert!(out & flags::ACTIONS != 0);
-  assert_eq!(d.engine.take_actions(), vec![Action::Destroy(s)]);
+  // The event (2025 framed bytes) is what it held: it was not accepted.
+  assert_eq!(d.engine.take_actions(), vec![Action::Destroy(s, 2025)]);
   assert!(!d.engine.is_open(s));
   assert_eq!(d.engine.send(s, &"a", &"b", None), Ok(0));
   // Nothing is written for it.
@@ -423,7 +424,11 @@ fn with_backpressure_the_length_is_asked_for_first() {
   assert_eq!(d.engine.take_actions(), vec![Action::NeedLength(s)]);
   // It did not: closed for overflow.
   assert_eq!(d.engine.length(s, 5000), flags::ACTIONS);
-  assert_eq!(d.engine.take_actions(), vec![Action::Destroy(s)]);
+  let actions = d.engine.take_actions();
+  assert!(
+    matches!(actions[..], [Action::Destroy(k, held)] if k == s && held > 5000 + 6000),
+    "{actions:?}"
+  );
   assert!(!d.engine.is_open(s));
   d.flush();
   assert_eq!(d.chunks(s).len(), 1);
@@ -452,7 +457,7 @@ fn backpressure_past_the_cap_closes_the_stream() {
   let mut d = Driver::new();
   let s = d.open("s", None, quiet(1000));
   assert_eq!(d.engine.backpressure(s, 1001), flags::ACTIONS);
-  assert_eq!(d.engine.take_actions(), vec![Action::Destroy(s)]);
+  assert_eq!(d.engine.take_actions(), vec![Action::Destroy(s, 1001)]);
   assert!(!d.engine.is_open(s));
 }
 

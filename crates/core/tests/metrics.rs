@@ -8,7 +8,6 @@ use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
 use native_sse_core::channel::Targets;
-use native_sse_core::engine::REPORTED_OVERFLOWS;
 use native_sse_core::event_id::ChannelId;
 use native_sse_core::metrics::{ChannelSnapshot, Snapshot};
 use native_sse_core::{CloseReason, Key, StreamOptions};
@@ -126,7 +125,7 @@ fn closes_count_by_reason() {
   }
   assert_eq!(d.destroyed, vec![slow]);
   let held = d.res_len[&slow];
-  let reported = d.engine.overflow_bytes(slow).expect("reported");
+  let reported = d.destroyed_held[0];
   assert!(reported > MIB, "{reported} bytes held");
   assert!(reported >= held);
 
@@ -142,33 +141,6 @@ fn closes_count_by_reason() {
   assert_eq!(s.streams_open, 1);
   assert_eq!(s.counters.streams_opened, 5);
   assert_eq!(s.counters.bytes, written(&d));
-  // Still known after more actions are taken; never for a stream that
-  // did not overflow.
-  d.engine.take_actions();
-  assert_eq!(d.engine.overflow_bytes(slow), Some(reported));
-  assert_eq!(d.engine.overflow_bytes(keys[4]), None);
-  assert_eq!(d.engine.overflow_bytes(keys[0]), None);
-}
-
-#[test]
-fn remembered_overflows_are_bounded() {
-  let mut d = Driver::new();
-  let first = d.open("first", None, quiet(10));
-  d.send(first, "e", "past the cap");
-  assert_eq!(d.destroyed, vec![first]);
-  assert!(d.engine.overflow_bytes(first).is_some());
-  for n in 0..REPORTED_OVERFLOWS + 1 {
-    let key = d.open(&format!("s{n}"), None, quiet(10));
-    d.send(key, "e", "past the cap");
-  }
-  // The newest are known, the oldest were let go.
-  assert_eq!(d.engine.overflow_bytes(first), None);
-  let last = *d.destroyed.last().unwrap();
-  assert!(d.engine.overflow_bytes(last).is_some());
-  assert_eq!(
-    snapshot(&d).counters.closed_overflow,
-    REPORTED_OVERFLOWS as u64 + 2
-  );
 }
 
 #[test]

@@ -406,6 +406,8 @@ pub struct Driver {
   /// What each response holds (`writableLength`), as the driver simulates.
   pub res_len: HashMap<Key, u64>,
   pub destroyed: Vec<Key>,
+  /// The bytes each destroyed stream held, as its `Destroy` said.
+  pub destroyed_held: Vec<u64>,
   pub ended: Vec<Key>,
   pub need_length: Vec<Key>,
   /// Whether actions are carried out after every call (as the binding does).
@@ -440,6 +442,7 @@ impl Driver {
       slow: HashSet::new(),
       res_len: HashMap::new(),
       destroyed: Vec::new(),
+      destroyed_held: Vec::new(),
       ended: Vec::new(),
       need_length: Vec::new(),
       auto_actions: true,
@@ -485,7 +488,10 @@ impl Driver {
   pub fn run_actions(&mut self) {
     for action in self.engine.take_actions() {
       match action {
-        Action::Destroy(key) => self.destroyed.push(key),
+        Action::Destroy(key, held) => {
+          self.destroyed.push(key);
+          self.destroyed_held.push(held);
+        }
         Action::End(key, bytes) => {
           self.record(key, bytes, None, 0);
           self.ended.push(key);
