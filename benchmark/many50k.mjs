@@ -47,7 +47,8 @@
 // the row, without persistence); steps 1, 3 and 4 (memory summed over the
 // workers; no event-loop delay).
 import { child } from './child.mjs'
-import { startRedis } from './redis.mjs'
+// The test suite's redis-server (no persistence: the stream lives for one row).
+import { startRedis } from '../__test__/redis-server.mjs'
 
 const FD_SLACK = 64 // descriptors kept free in the server beyond those it holds when ready
 const H1_PER_ADDRESS = 25_000 // client sockets from one source address at most
@@ -284,7 +285,7 @@ export async function measureCluster(impl, scenario, opts) {
   let redis = null
   let server = null
   try {
-    redis = await startRedis()
+    redis = await startRedis({ persist: false })
     server = child('many50k-cluster.mjs', [String(workers), redis.url, `bench:many50k:${workers}`, scenario.transport], [], opts.timeoutMs)
     const row = await runRow(server, 'native-sse', scenario, opts, { idle: false })
     return row.valid ? { ...row, workers } : row
@@ -292,6 +293,6 @@ export async function measureCluster(impl, scenario, opts) {
     return { valid: false, error: err.message }
   } finally {
     await server?.stop()
-    await redis?.stop()
+    await redis?.close()
   }
 }
