@@ -15,7 +15,7 @@ import Redis from 'ioredis'
 import { Channel, SSE } from 'native-sse'
 import { UUID_V4, rawGet, splitEvents, startServer, waitFor } from './helpers.mjs'
 import { killAllRedis, startRedis } from './redis-server.mjs'
-import { CLIENT_KIND, disconnect, isReady, makeClient, protocolVariants } from './redis-clients.mjs'
+import { CLIENT_KIND, disconnect, isReady, makeClient, protocolVariants, compareIds } from './redis-clients.mjs'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/redis-channel-server.mjs', import.meta.url))
 const STREAM_ID = /^\d+-\d+$/
@@ -130,13 +130,6 @@ function reset(head, reason) {
   return `id: ${head}\nevent: reset\ndata: {"reason":"${reason}"}\n\n`
 }
 
-function compareIds(a, b) {
-  const [am, as] = a.split('-').map(BigInt)
-  const [bm, bs] = b.split('-').map(BigInt)
-  if (am !== bm) return am < bm ? -1 : 1
-  if (as !== bs) return as < bs ? -1 : 1
-  return 0
-}
 
 /** The frames a member gets for the stream's entries after `last`: every entry without `to`. */
 async function framesAfter(admin, stream, last) {

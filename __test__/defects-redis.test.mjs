@@ -10,13 +10,11 @@ import path from 'node:path'
 import { after, before, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
-import Redis from 'ioredis'
-
 import { Channel, SSE } from 'native-sse'
 import { startServer, waitFor } from './helpers.mjs'
 import { killAllRedis, startRedis } from './redis-server.mjs'
 import { openStream, readReport } from './fixtures/defects/common.mjs'
-import { CLIENT_KIND, disconnect, isReady, makeClient } from './redis-clients.mjs'
+import { CLIENT_KIND, disconnect, isReady, makeClient, compareIds, readyIoredis } from './redis-clients.mjs'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const FIXTURES = fileURLToPath(new URL('./fixtures/defects/', import.meta.url))
@@ -51,12 +49,8 @@ function streamKey(name) {
 }
 
 /** A ready ioredis client, disconnected in after() at the latest. */
-async function readyClient() {
-  const client = new Redis({ host: '127.0.0.1', port: redisServer.port })
-  client.on('error', () => {})
-  clients.add(client)
-  await waitFor(() => client.status === 'ready', { what: 'the Redis client to be ready', ...WAIT })
-  return client
+function readyClient() {
+  return readyIoredis(redisServer.port, clients, WAIT)
 }
 
 function closeClient(client) {
@@ -127,13 +121,6 @@ function ask(child, message, reply, timeoutMs = 15000) {
   })
 }
 
-function compareIds(a, b) {
-  const [am, as] = a.split('-').map(BigInt)
-  const [bm, bs] = b.split('-').map(BigInt)
-  if (am !== bm) return am < bm ? -1 : 1
-  if (as !== bs) return as < bs ? -1 : 1
-  return 0
-}
 
 /** The position in the sorted `ids` of the first id after `id`. */
 function indexAfter(ids, id) {

@@ -9,11 +9,10 @@ import assert from 'node:assert/strict'
 import net from 'node:net'
 import { after, before, test } from 'node:test'
 
-import Redis from 'ioredis'
-
 import { Channel, SSE, drain } from 'native-sse'
 import { rawGet, splitEvents, startServer, waitFor } from './helpers.mjs'
 import { killAllRedis, startRedis } from './redis-server.mjs'
+import { readyIoredis } from './redis-clients.mjs'
 
 const WAIT = { timeoutMs: 15000 }
 const ENTRIES = 300
@@ -32,12 +31,8 @@ after(async () => {
   await killAllRedis()
 })
 
-async function readyClient() {
-  const client = new Redis({ host: '127.0.0.1', port: redisServer.port })
-  client.on('error', () => {})
-  clients.add(client)
-  await waitFor(() => client.status === 'ready', { what: 'the Redis client to be ready', ...WAIT })
-  return client
+function readyClient() {
+  return readyIoredis(redisServer.port, clients, WAIT)
 }
 
 /** The ids of a body's events after its welcome, in order. */

@@ -32,6 +32,7 @@ import Redis from 'ioredis'
 
 import { waitFor } from './helpers.mjs'
 import { killAllRedis, startRedis } from './redis-server.mjs'
+import { compareIds } from './redis-clients.mjs'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/redis-channel-server.mjs', import.meta.url))
 const SERVERS = 3
@@ -52,13 +53,6 @@ after(async () => {
 
 const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-function compareIds(a, b) {
-  const [am, as] = a.split('-').map(BigInt)
-  const [bm, bs] = b.split('-').map(BigInt)
-  if (am !== bm) return am < bm ? -1 : 1
-  if (as !== bs) return as < bs ? -1 : 1
-  return 0
-}
 
 // ------------------------------------------------------------ processes
 

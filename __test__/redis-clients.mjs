@@ -8,6 +8,8 @@
 import { createClient } from 'redis'
 import Redis from 'ioredis'
 
+import { waitFor } from './helpers.mjs'
+
 /** 'ioredis' or 'node-redis'. */
 export const CLIENT_KIND = process.env.NATIVE_SSE_TEST_REDIS_CLIENT === 'node-redis' ? 'node-redis' : 'ioredis'
 
@@ -70,3 +72,26 @@ export function protocolVariants(kind = CLIENT_KIND) {
     ['RESP3 with the resp3 reply mapping', { protocol: 3, replyMapping: 'resp3' }],
   ]
 }
+
+/** Orders two stream ids (`<ms>-<seq>`) the way Redis does: -1, 0 or 1. */
+export function compareIds(a, b) {
+  const [am, as] = a.split('-').map(BigInt)
+  const [bm, bs] = b.split('-').map(BigInt)
+  if (am !== bm) return am < bm ? -1 : 1
+  if (as !== bs) return as < bs ? -1 : 1
+  return 0
+}
+
+/**
+ * A ready ioredis client on 127.0.0.1:`port` for the tests' own commands
+ * (seeding, trimming, reading the stream), added to `track` (a Set) so that
+ * the test's after() disconnects it.
+ */
+export async function readyIoredis(port, track, { timeoutMs = 15000 } = {}) {
+  const client = new Redis({ host: '127.0.0.1', port })
+  client.on('error', () => {})
+  track.add(client)
+  await waitFor(() => client.status === 'ready', { what: 'the Redis client to be ready', timeoutMs })
+  return client
+}
+

@@ -14,12 +14,10 @@ import diagnostics from 'node:diagnostics_channel'
 import { after, before, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
-import Redis from 'ioredis'
-
 import { Channel, SSE } from 'native-sse'
 import { rawGet, splitEvents, startServer, waitFor } from './helpers.mjs'
 import { killAllRedis, startRedis } from './redis-server.mjs'
-import { CLIENT_KIND, disconnect, isReady, makeClient } from './redis-clients.mjs'
+import { CLIENT_KIND, disconnect, isReady, makeClient, compareIds, readyIoredis } from './redis-clients.mjs'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/redis-channel-server.mjs', import.meta.url))
 const WAIT = { timeoutMs: 15000 }
@@ -53,12 +51,8 @@ function streamKey(name) {
 }
 
 /** A ready ioredis client for admin commands. */
-async function adminClient(port = shared.port) {
-  const client = new Redis({ host: '127.0.0.1', port })
-  client.on('error', () => {})
-  clients.add(client)
-  await waitFor(() => client.status === 'ready', { what: 'the admin client to be ready', ...WAIT })
-  return client
+function adminClient(port = shared.port) {
+  return readyIoredis(port, clients, WAIT)
 }
 
 /** A ready client of the kind under test, for channels. */
@@ -412,13 +406,6 @@ test('a server process stalled while the stream was trimmed past its reader give
   assert.ok(compareIds(resetId, lastAdded) >= 0, 'the reset is at the head the reader found')
 })
 
-function compareIds(a, b) {
-  const [am, as] = a.split('-').map(BigInt)
-  const [bm, bs] = b.split('-').map(BigInt)
-  if (am !== bm) return am < bm ? -1 : 1
-  if (as !== bs) return as < bs ? -1 : 1
-  return 0
-}
 
 // ------------------------------------------------- 5: options, callback
 
