@@ -15,17 +15,12 @@
 //               writing the comment ':\n\n';
 //   better-sse: createSession(req, res, { keepAlive });
 //   native-sse: new SSE(req, res, { keepAlive }).
-import { readdirSync, readFileSync } from 'node:fs'
 import http from 'node:http'
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
-import v8 from 'node:v8'
-import vm from 'node:vm'
 
 import { createSession } from 'better-sse'
 import { SSE } from 'native-sse'
+import { fileDescriptors, measureLoop, memoryAfterGc } from './server-probes.mjs'
 
-v8.setFlagsFromString('--expose-gc')
-const gc = vm.runInNewContext('gc')
 
 const HEADERS = { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' }
 const keepAlive = Number(process.argv[3])
@@ -72,48 +67,13 @@ server.requestTimeout = 0
 server.headersTimeout = 0
 
 /** The soft limit on open files, and the descriptors open now (Linux; null elsewhere). */
-function fileDescriptors() {
-  try {
-    const limits = readFileSync('/proc/self/limits', 'utf8')
-    const soft = /^Max open files\s+(\d+)/m.exec(limits)
-    return { fdLimit: soft ? Number(soft[1]) : null, fdsOpen: readdirSync('/proc/self/fd').length }
-  } catch {
-    return { fdLimit: null, fdsOpen: null }
-  }
-}
 
 server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () =>
   process.send({ type: 'ready', port: server.address().port, ...fileDescriptors() }))
 
-const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 async function measure(ms) {
-  const histogram = monitorEventLoopDelay({ resolution: 1 })
-  const cpuStart = process.cpuUsage()
-  const eluStart = performance.eventLoopUtilization()
-  const start = performance.now()
-  histogram.enable()
-  await sleep(ms)
-  histogram.disable()
-  const elapsed = performance.now() - start
-  const cpu = process.cpuUsage(cpuStart)
-  const elu = performance.eventLoopUtilization(eluStart)
-  const toMs = (ns) => ns / 1e6
-  process.send({
-    type: 'measured',
-    p50Ms: toMs(histogram.percentile(50)),
-    p99Ms: toMs(histogram.percentile(99)),
-    maxMs: toMs(histogram.max),
-    meanMs: toMs(histogram.mean),
-    minMs: toMs(histogram.min),
-    samples: histogram.count,
-    utilization: elu.utilization,
-    cpuUserMicros: cpu.user,
-    cpuSystemMicros: cpu.system,
-    ms: elapsed,
-    streams: streams.size,
-  })
+  process.send({ type: 'measured', ...(await measureLoop(ms)), streams: streams.size })
 }
 
 process.on('message', async (message) => {
@@ -121,15 +81,9 @@ process.on('message', async (message) => {
     case 'streams':
       process.send({ type: 'streams', count: streams.size })
       break
-    case 'memory': {
-      for (let i = 0; i < 4; i++) {
-        gc()
-        await nextTurn()
-      }
-      const usage = process.memoryUsage()
-      process.send({ type: 'memory', heapUsed: usage.heapUsed, rss: usage.rss, external: usage.external, streams: streams.size })
+    case 'memory':
+      process.send({ type: 'memory', ...(await memoryAfterGc()), streams: streams.size })
       break
-    }
     case 'measure':
       measure(message.ms)
       break

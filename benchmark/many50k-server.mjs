@@ -18,18 +18,14 @@
 //   -> { type: 'sent', last, cpuMicros, ms }        the run is over; `last` its last event
 //   <- { type: 'exit' }
 // Events: `tick`, data { i: <seq>, t: <send time, ms>, p: "x..." } (~100 B).
-import { readdirSync, readFileSync } from 'node:fs'
 import http from 'node:http'
 import http2 from 'node:http2'
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
-import v8 from 'node:v8'
-import vm from 'node:vm'
+import { performance } from 'node:perf_hooks'
 
 import { createChannel, createSession } from 'better-sse'
 import { Channel, SSE } from 'native-sse'
+import { fileDescriptors, measureLoop, memoryAfterGc } from './server-probes.mjs'
 
-v8.setFlagsFromString('--expose-gc')
-const gc = vm.runInNewContext('gc')
 
 const [implName, transport] = process.argv.slice(2)
 const FLUSH_WINDOW_MS = 10
@@ -92,15 +88,6 @@ if (transport === 'h2') {
   server.headersTimeout = 0
 }
 
-function fileDescriptors() {
-  try {
-    const limits = readFileSync('/proc/self/limits', 'utf8')
-    const soft = /^Max open files\s+(\d+)/m.exec(limits)
-    return { fdLimit: soft ? Number(soft[1]) : null, fdsOpen: readdirSync('/proc/self/fd').length }
-  } catch {
-    return { fdLimit: null, fdsOpen: null }
-  }
-}
 
 server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () =>
   process.send({ type: 'ready', port: server.address().port, ...fileDescriptors() }))
@@ -109,29 +96,7 @@ const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 async function measure(ms) {
-  const histogram = monitorEventLoopDelay({ resolution: 1 })
-  const cpuStart = process.cpuUsage()
-  const eluStart = performance.eventLoopUtilization()
-  const start = performance.now()
-  histogram.enable()
-  await sleep(ms)
-  histogram.disable()
-  const elapsed = performance.now() - start
-  const cpu = process.cpuUsage(cpuStart)
-  const elu = performance.eventLoopUtilization(eluStart)
-  const toMs = (ns) => ns / 1e6
-  process.send({
-    type: 'measured',
-    p50Ms: toMs(histogram.percentile(50)),
-    p99Ms: toMs(histogram.percentile(99)),
-    maxMs: toMs(histogram.max),
-    meanMs: toMs(histogram.mean),
-    samples: histogram.count,
-    utilization: elu.utilization,
-    cpuMicros: cpu.user + cpu.system,
-    ms: elapsed,
-    streams: streams.size,
-  })
+  process.send({ type: 'measured', ...(await measureLoop(ms)), streams: streams.size })
 }
 
 let allowed = 0
@@ -165,15 +130,9 @@ process.on('message', async (message) => {
     case 'streams':
       process.send({ type: 'streams', count: streams.size })
       break
-    case 'memory': {
-      for (let i = 0; i < 4; i++) {
-        gc()
-        await nextTurn()
-      }
-      const usage = process.memoryUsage()
-      process.send({ type: 'memory', heapUsed: usage.heapUsed, rss: usage.rss, external: usage.external, streams: streams.size })
+    case 'memory':
+      process.send({ type: 'memory', ...(await memoryAfterGc()), streams: streams.size })
       break
-    }
     case 'measure':
       measure(message.ms)
       break
