@@ -107,7 +107,7 @@ export function handler(request: Request): Response {
 const counters: SSEMetrics = metrics()
 const overflowed: number = counters.streams.closed.overflow + counters.bytes
 const perChannel: ChannelMetrics = channel.metrics()
-const redisState: Record<string, unknown> | null = perChannel.redis
+const redisState: ChannelRedisStatus | null = perChannel.redis
 void [overflowed, perChannel.deliveries, redisState]
 // @ts-expect-error the counters are numbers
 const notText: string = counters.events

@@ -10,6 +10,7 @@ const { readEvent } = require('./event.js')
 const streams = require('./stream.js')
 const { createTransport, status: transportStatus } = require('./redis.js')
 const { channelCounters } = require('./metrics.js')
+const { drain: drainStreams } = require('./drain.js')
 
 const ARM_WINDOW = binding.constants()[4]
 const kChannel = Symbol('native-sse.channel')
@@ -267,17 +268,12 @@ function close() {
 
 /**
  * The channel's counters (js/metrics.js), with its Redis reader's state
- * (`redisStatus`, null for an in-process channel) when this version has it.
+ * (as `redisStatus`, null for an in-process channel).
  */
 function metrics() {
   const cs = stateOf(this, 'metrics()')
   const counters = channelCounters(cs.key)
-  let redis = null
-  if (cs.transport !== null && 'redisStatus' in this) {
-    const status = this.redisStatus
-    redis = status === undefined ? null : status
-  }
-  counters.redis = redis
+  counters.redis = cs.transport === null ? null : transportStatus(cs.transport)
   return counters
 }
 
@@ -285,7 +281,7 @@ function metrics() {
 function drain(options) {
   const cs = stateOf(this, 'drain(options)')
   checkOpen(cs, 'drain(options)')
-  return require('./drain.js').drain(cs.key, options)
+  return drainStreams(cs.key, options)
 }
 
 function install(Channel) {

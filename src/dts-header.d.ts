@@ -182,6 +182,6 @@ export interface ChannelMetrics {
   replays: number
   /** Members that got a `reset` event. */
   resets: number
-  /** A Redis channel's reader state (`channel.redisStatus`, where this version has it); `null` for an in-process channel. */
-  redis: Record<string, unknown> | null
+  /** A Redis channel's reader state (as `channel.redisStatus` gives it); `null` for an in-process channel. */
+  redis: ChannelRedisStatus | null
 }
