@@ -263,7 +263,7 @@ function check(clients, broadcaster, finalEntries) {
   const counts = { clients: clients.length, events: order.length, exact: 0, resets: 0, gaps: 0, duplicates: 0, phantoms: 0 }
   const problems = []
   for (const [c, client] of clients.entries()) {
-    const seen = new Set()
+    const seen = new Map() // k -> the id it first arrived with
     let at = null // index in `order` of the last event received
     let resetAt = null // the id of a reset received since
     let clean = true
@@ -281,10 +281,12 @@ function check(clients, broadcaster, finalEntries) {
       }
       if (seen.has(k)) {
         counts.duplicates++
-        problems.push(`client ${c}: event ${k} (${item.id}) twice`)
+        // The same entry twice, or two entries for one broadcast.
+        const how = seen.get(k) === item.id ? 'the same entry' : `first as ${seen.get(k)}`
+        problems.push(`client ${c}: event ${k} (${item.id}) twice (${how}); ${around(client.log, item)}`)
         continue
       }
-      seen.add(k)
+      seen.set(k, item.id)
       const i = index.get(k)
       if (at !== null) {
         let expected = at + 1
@@ -299,7 +301,7 @@ function check(clients, broadcaster, finalEntries) {
         } else if (i > expected) {
           counts.gaps += i - expected
           clean = false
-          problems.push(`client ${c}: missed ${i - expected} events before ${k} (${item.id}), from ${order[expected]?.[0]} (${order[expected]?.[1]})`)
+          problems.push(`client ${c}: missed ${i - expected} events before ${k} (${item.id}), from ${order[expected]?.[0]} (${order[expected]?.[1]}); ${around(client.log, item)}`)
         }
       }
       at = i
@@ -308,6 +310,15 @@ function check(clients, broadcaster, finalEntries) {
     if (clean) counts.exact++
   }
   return { counts, problems }
+}
+
+/** What a client's log held around `item`, for a failure message. */
+function around(log, item) {
+  const at = log.indexOf(item)
+  return log
+    .slice(Math.max(0, at - 6), at + 2)
+    .map((entry) => (entry.type === 'reset' ? `reset@${entry.id}` : `${entry.data}@${entry.id}`))
+    .join(' ')
 }
 
 // ------------------------------------------------------------ scenarios

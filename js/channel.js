@@ -78,13 +78,13 @@ function attachChannel(channel, key, windowMs, epoch, redis, stream, maxLen, max
   }
 }
 
-streams.handlers.redisReplay = ([channel, stream, from, until, first, count]) => {
+streams.handlers.redisReplay = ([channel, stream, from, until, first, count, reader]) => {
   const transport = transports.get(channel)
   if (transport === undefined) {
-    streams.apply(binding.redisReplayed(channel, stream, first, false, '', []), undefined)
+    streams.apply(binding.redisReplayed(channel, stream, first, false, '', false, []), undefined)
     return
   }
-  transport.page(stream, from, until, first, count)
+  transport.page(stream, from, until, first, count, reader)
 }
 
 function stateOf(self, call) {

@@ -6,7 +6,8 @@
 // trimmed past it) is the core's: this file appends broadcasts (`XADD ...
 // MAXLEN ~`), reads the stream on its own connection and hands each entry
 // to the binding, and reads the replay pages the core asks for (`XINFO
-// STREAM` with the first `XRANGE` in one `MULTI`, then `XRANGE` pages).
+// STREAM` with the first `XRANGE` and the reader's entry in one `MULTI`,
+// then `XRANGE` pages).
 //
 // The reader reads in a `MULTI` of `XRANGE <last> <last>` (is the entry at
 // its position still there), `XINFO STREAM` and a non-blocking `XREAD`, so
@@ -403,20 +404,22 @@ function createTransport(client, stream, maxLen, channel, owner, limits, hooks) 
       )
     },
 
-    // A replay page for `member`: on the first, the stream's XINFO STREAM
-    // and the entries from `from` on, atomically; later, the entries from
+    // A replay page for `member`: on the first, the stream's XINFO STREAM,
+    // the entries from `from` on and whether the entry at the reader's
+    // position `reader` is there, atomically (the core checks that the
+    // page reads the stream the reader reads); later, the entries from
     // `from` to `until`. `from` itself is included (the core skips it, and
     // checks on the first page that it is still there): an exclusive start
     // is an error in Redis for the largest id. Answered in a later task,
     // always, within the timeout.
-    page(member, from, until, first, count) {
+    page(member, from, until, first, count, reader) {
       let answered = false
-      const answer = (ok, info, flat) => {
+      const answer = (ok, info, readerPresent, flat) => {
         if (answered) return
         answered = true
-        apply(binding.redisReplayed(channel, member, first, ok, info, flat))
+        apply(binding.redisReplayed(channel, member, first, ok, info, readerPresent, flat))
       }
-      const fail = () => answer(false, '', [])
+      const fail = () => answer(false, '', false, [])
       if (closed || !redis.ready()) {
         setImmediate(fail)
         return
@@ -425,22 +428,26 @@ function createTransport(client, stream, maxLen, channel, owner, limits, hooks) 
         ? redis.multi([
             ['XINFO', 'STREAM', stream],
             ['XRANGE', stream, from, '+', 'COUNT', String(count)],
+            ['XRANGE', stream, reader, reader],
           ])
-        : redis.command(['XRANGE', stream, from, until, 'COUNT', String(count)]).then((entries) => [[null, null], [null, entries]])
+        : redis
+            .command(['XRANGE', stream, from, until, 'COUNT', String(count)])
+            .then((entries) => [[null, null], [null, entries], [null, null]])
       timed(read, timeoutMs, 'a replay page')
         .then((results) => {
-          const [[infoErr, info], [rangeErr, entries]] = results
+          const [[infoErr, info], [rangeErr, entries], [readerErr, atReader]] = results
           const missing = missingKey(infoErr)
-          if ((infoErr && !missing) || rangeErr) throw infoErr || rangeErr
+          if ((infoErr && !missing) || rangeErr || readerErr) throw infoErr || rangeErr || readerErr
           const flat = []
           for (const [id, fields] of entries ?? []) {
             const [name, data, to, replay] = fieldsOf(fields)
             flat.push(String(id), name, data, to, replay)
           }
-          return { info: first && !missing ? infoText(info) : '', flat }
+          const readerPresent = Array.isArray(atReader) && atReader.length > 0
+          return { info: first && !missing ? infoText(info) : '', readerPresent, flat }
         })
         .then(
-          ({ info, flat }) => answer(true, info, flat),
+          ({ info, readerPresent, flat }) => answer(true, info, readerPresent, flat),
           (err) => {
             if (err instanceof TimeoutError) failed(readError(err))
             fail()

@@ -427,8 +427,8 @@ function runActions() {
           break
         }
         case 4:
-          if (handlers.redisReplay !== null) handlers.redisReplay(actions.slice(i + 1, i + 7))
-          i += 7
+          if (handlers.redisReplay !== null) handlers.redisReplay(actions.slice(i + 1, i + 8))
+          i += 8
           break
         default:
           return

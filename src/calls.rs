@@ -207,6 +207,7 @@ pub fn take_actions(env: &Env) -> Result<Array<'_>> {
         until,
         first,
         count,
+        reader,
       } => {
         out.insert(4)?;
         out.insert(channel.to_bits() as f64)?;
@@ -215,6 +216,7 @@ pub fn take_actions(env: &Env) -> Result<Array<'_>> {
         out.insert(until.to_string())?;
         out.insert(first)?;
         out.insert(count)?;
+        out.insert(reader.map(|id| id.to_string()))?;
       }
     }
   }
@@ -507,8 +509,9 @@ pub fn redis_entry(
 }
 
 /// A replay page: `ok` false when Redis could not answer; else the stream's
-/// `XINFO STREAM` (first page; see `StreamInfo::parse`, "" for no such key)
-/// and `flat` = `[id, name, data, to, replay, ...]`.
+/// `XINFO STREAM` (first page; see `StreamInfo::parse`, "" for no such key),
+/// whether the entry at the reader's position the request named was there
+/// (first page), and `flat` = `[id, name, data, to, replay, ...]`.
 #[napi(js_name = "redisReplayed", skip_typescript)]
 #[allow(clippy::too_many_arguments)]
 pub fn redis_replayed(
@@ -518,6 +521,7 @@ pub fn redis_replayed(
   first: bool,
   ok: bool,
   info: String,
+  reader_present: bool,
   flat: Array,
 ) -> Result<u32> {
   let page = if ok {
@@ -545,6 +549,7 @@ pub fn redis_replayed(
     Some(Page {
       info: StreamInfo::parse(&info),
       entries,
+      reader_present,
     })
   } else {
     None

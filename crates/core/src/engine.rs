@@ -78,7 +78,9 @@ pub enum Action {
   Drained(Key, Vec<u8>),
   /// Read a replay page from the channel's Redis stream: the window
   /// (`XINFO STREAM`) together with the entries from `from` on when
-  /// `first`, else the entries after `from` up to `until`.
+  /// `first`, else the entries after `from` up to `until`. A first page
+  /// also reads whether the entry at `reader` (the reader's position) is
+  /// there ([`Page::reader_present`]), in the same `MULTI`.
   RedisReplay {
     channel: Key,
     stream: Key,
@@ -86,6 +88,7 @@ pub enum Action {
     until: ChannelId,
     first: bool,
     count: u32,
+    reader: Option<ChannelId>,
   },
 }
 
@@ -253,6 +256,9 @@ pub struct Page {
   /// The stream's `XINFO STREAM`, on the first page (`None`: no such key).
   pub info: Option<StreamInfo>,
   pub entries: Vec<Entry>,
+  /// On the first page, whether the entry at the reader's position (the
+  /// request's `reader`) was in the stream.
+  pub reader_present: bool,
 }
 
 impl Page {
@@ -274,6 +280,11 @@ struct RemoteCursor {
   fetching: bool,
   /// Frames of this replay were queued (it is counted as a replay).
   replayed: bool,
+  /// The reader's position and the largest `entries-added` it had seen
+  /// when the first page was asked for: Redis ran the reads that gave
+  /// them before the page, so the page's stream holds that position and
+  /// counts at least as many entries, unless it is another stream.
+  reader: (ChannelId, Option<u64>),
 }
 
 /// One flush, grouped for writing (see [`Engine::flush_plan`]).
@@ -991,6 +1002,19 @@ impl Engine {
       cursor.fetching = true;
       let first = !cursor.started;
       cursor.started = true;
+      let reader = if first {
+        cursor.reader = match self.channels.get(cursor.channel).map(|c| &c.source) {
+          Some(Source::Redis {
+            head: Some(head),
+            added,
+            ..
+          }) => (*head, *added),
+          _ => (ChannelId::ZERO, None),
+        };
+        Some(cursor.reader.0)
+      } else {
+        None
+      };
       self.actions.push(Action::RedisReplay {
         channel: cursor.channel,
         stream: stream_key,
@@ -998,6 +1022,7 @@ impl Engine {
         until: cursor.until,
         first,
         count: REDIS_PAGE_ENTRIES,
+        reader,
       });
       out |= flags::ACTIONS;
     }
@@ -1582,6 +1607,7 @@ impl Engine {
             until: head,
             fetching: false,
             replayed: false,
+            reader: (ChannelId::ZERO, None),
           });
         let out = self.begin_replay(stream_key, VecDeque::new(), true);
         // A replay that got a slot at once asks for its first page now.
@@ -1659,6 +1685,16 @@ impl Engine {
       return self.end_for_retry(stream_key);
     };
     let mut out = 0;
+    if first && self.read_elsewhere(stream_key, &page) {
+      // The page read another stream than the reader reads (one made
+      // again, or trimmed past the reader): the reader resets its members
+      // when it reads that stream, and a member that replayed from it
+      // would get a reset it does not need and then its events again. It
+      // is ended, without a byte, and asks again (by then the reader is
+      // on that stream).
+      self.cursors.remove(&stream_key);
+      return self.end_for_retry(stream_key);
+    }
     if first {
       // The first entry at or after `last`: `last` itself when it is still
       // in the stream.
@@ -1688,6 +1724,25 @@ impl Engine {
       return out | self.take_page(channel_key, stream_key, last, head, page.entries);
     }
     out | self.take_page(channel_key, stream_key, last, until, page.entries)
+  }
+
+  /// Whether a first page shows a stream on which the reader's position
+  /// (when the page was asked for) does not hold: the reader will reset
+  /// on it ([`redis::check_read`], with what the reader had seen then; a
+  /// later read of the reader may have run after the page in Redis).
+  fn read_elsewhere(&self, stream_key: Key, page: &Page) -> bool {
+    let Some(cursor) = self.cursors.get(&stream_key).and_then(|c| c.front()) else {
+      return false;
+    };
+    let (position, added) = cursor.reader;
+    let check = redis::check_read(
+      position,
+      added,
+      page.reader_present,
+      None,
+      page.info.as_ref(),
+    );
+    matches!(check, ReadCheck::Reset { .. })
   }
 
   /// Frames a page's entries after `last` and up to `until` into the

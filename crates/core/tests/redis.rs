@@ -42,6 +42,9 @@ fn request(channel: Key, stream: Key, from: u64, until: u64, first: bool) -> Pag
     until: rid(until),
     first,
     count: REDIS_PAGE_ENTRIES,
+    // A first page checks the reader's position: here, where the replay
+    // ends.
+    reader: first.then(|| rid(until)),
   }
 }
 
@@ -680,6 +683,96 @@ fn the_reader_rebases_on_a_stream_made_again_with_lower_ids() {
   assert!(d
     .text(live_member)
     .ends_with("id: 0-0\nevent: reset\ndata: {\"reason\":\"unknown\"}\n\n"));
+}
+
+#[test]
+fn a_replay_that_reads_a_stream_made_again_before_the_reader_does_asks_again() {
+  // This process's reader is at 10 of the old stream. Redis restarts empty
+  // and the stream is made again with later ids; a client that got new 1..3
+  // from another process comes back here with new 3 before this reader has
+  // read the new stream. Its replay reads the new stream (new 4, 5); then
+  // the reader rebases to 0-0 and reads the new stream from its beginning,
+  // and the member got new 4 and 5 a second time after a reset. (Seen in the
+  // chaos suite: 25 events twice.) The first page checks the reader's
+  // position too: the member is ended, without a byte, to ask again.
+  let mut d = Driver::new();
+  let ch = d.redis_channel(MS);
+  for n in 1..=10 {
+    d.publish(ch, "e", &n.to_string());
+  }
+  d.call(|e| e.redis_ready(ch, rid(10)));
+  let old = open(&mut d, "old", None);
+  d.add(ch, old);
+  let mut again = FakeRedis::new(MS + 1000);
+  for n in 1..=5 {
+    again.add("e", &format!("new {n}"), None, true);
+  }
+  d.redis.insert(ch, again);
+  let new = |seq| ChannelId::new(MS + 1000, seq);
+  let ahead = open(&mut d, "ahead", Some(new(3)));
+  d.add(ch, ahead);
+  d.settle();
+  assert_eq!(
+    d.all_requests.last().map(|request| request.reader),
+    Some(Some(rid(10)))
+  );
+  assert_eq!(
+    check(&mut d, ch),
+    ReadCheck::Reset {
+      to: ChannelId::ZERO,
+      reason: Resume::Unknown
+    }
+  );
+  for n in 0..5 {
+    let entry = d.redis[&ch].entries[n].clone();
+    d.read(ch, &entry);
+  }
+  live(&mut d, ch, "new 6");
+  d.settle();
+  let ids = d.parsed(ahead).ids();
+  let unique: std::collections::HashSet<_> = ids.iter().collect();
+  assert_eq!(ids.len(), unique.len(), "no event twice: {ids:?}");
+  assert!(d.ended.contains(&ahead));
+  assert!(d.bytes(ahead).is_empty());
+  // It comes back with the same id: exactly what it had not seen.
+  let back = open(&mut d, "back", Some(new(3)));
+  d.add(ch, back);
+  d.settle();
+  assert_eq!(
+    d.parsed(back).ids(),
+    (4..=6).map(|seq| new(seq).to_string()).collect::<Vec<_>>()
+  );
+  // The member at the old position got a reset, then the new stream.
+  let parsed = d.parsed(old);
+  assert_eq!(parsed.names(), ["reset", "e", "e", "e", "e", "e", "e"]);
+}
+
+#[test]
+fn a_first_page_older_than_the_readers_last_read_is_taken() {
+  // The page and the reader's reads go on two connections: the reader may
+  // read (and count more entries added) after Redis ran the page. The page
+  // is judged against what the reader had seen when it was asked for.
+  let mut d = Driver::new();
+  d.redis_auto = false;
+  let ch = d.redis_channel(MS);
+  d.call(|e| e.redis_ready(ch, ChannelId::ZERO));
+  for n in 1..=10 {
+    live(&mut d, ch, &n.to_string());
+  }
+  assert_eq!(check(&mut d, ch), ReadCheck::Continue);
+  let b = open(&mut d, "b", Some(rid(5)));
+  d.add(ch, b);
+  let request = d.requests.pop().unwrap();
+  assert_eq!(request.reader, Some(rid(10)));
+  let mut page = d.redis[&ch].page(request.from, request.until, true, request.count);
+  page.reader_present = true;
+  live(&mut d, ch, "11");
+  live(&mut d, ch, "12");
+  assert_eq!(check(&mut d, ch), ReadCheck::Continue);
+  d.answer_with(&request, Some(page));
+  d.settle();
+  assert!(d.ended.is_empty());
+  assert_eq!(d.parsed(b).ids(), rids(6..=12));
 }
 
 #[test]

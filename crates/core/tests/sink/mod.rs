@@ -366,6 +366,7 @@ impl FakeRedis {
       // A stream nothing was ever added to does not exist in Redis.
       info: (self.seq > 0).then(|| self.info()),
       entries,
+      reader_present: false,
     }
   }
 }
@@ -379,6 +380,8 @@ pub struct PageRequest {
   pub until: ChannelId,
   pub first: bool,
   pub count: u32,
+  /// On a first page, the reader's position whose entry it also reads.
+  pub reader: Option<ChannelId>,
 }
 
 // ----- the driver -----
@@ -513,6 +516,7 @@ impl Driver {
           until,
           first,
           count,
+          reader,
         } => {
           let request = PageRequest {
             channel,
@@ -521,6 +525,7 @@ impl Driver {
             until,
             first,
             count,
+            reader,
           };
           self.all_requests.push(request.clone());
           if self.redis_auto {
@@ -535,8 +540,11 @@ impl Driver {
 
   /// Answers a page request from the in-memory stream as it is now.
   pub fn answer(&mut self, request: &PageRequest) {
-    let page =
-      self.redis[&request.channel].page(request.from, request.until, request.first, request.count);
+    let redis = &self.redis[&request.channel];
+    let mut page = redis.page(request.from, request.until, request.first, request.count);
+    page.reader_present = request
+      .reader
+      .is_some_and(|reader| redis.entries.iter().any(|entry| entry.id == Some(reader)));
     self.answer_with(request, Some(page));
   }
 
