@@ -72,11 +72,6 @@ async function channelClient(port = redisServer.port, options = {}) {
   return client
 }
 
-function closeClient(client) {
-  disconnect(client)
-  clients.delete(client)
-}
-
 /** A channel on `stream`, closed by the test's after hook. */
 async function redisChannel(t, redis, stream, options = {}) {
   const channel = new Channel({ redis, stream, ...options })

@@ -272,6 +272,41 @@ test('a stream that moved backwards (a far-future id, then deleted): later broad
   assert.equal(b.redisStatus.lastId, ids[4])
 })
 
+// A client that comes back with an id of the new stream to a process whose
+// reader has not read that stream yet was replayed from the new stream, then
+// reset when the reader caught up, and got the events a second time (the
+// chaos suite saw it in CI). After a far-future id, the reader's XREAD BLOCK
+// is not woken by the new stream's lower ids: for up to 2 s it is still on
+// the old stream.
+test('a client that resumes with an id of a stream made again before this reader read it is asked again, and gets no event twice', async (t) => {
+  const stream = streamKey('ahead')
+  const admin = await adminClient()
+  const redis = await channelClient()
+  const channel = await redisChannel(t, redis, stream)
+  const codes = []
+  channel.onError((err) => codes.push(err.code))
+  const srv = await channelServer(t, channel)
+  const far = await admin.xadd(stream, '99999999999999-0', 'event', 'n', 'data', '"far"')
+  await waitFor(() => channel.lastEventId === far, { what: 'the reader to read the far-future entry', ...WAIT })
+  const remake = admin.multi().del(stream)
+  for (let n = 1; n <= 5; n++) remake.xadd(stream, '*', 'event', 'n', 'data', String(n))
+  const ids = (await remake.exec()).slice(1).map(([, id]) => id)
+
+  // Served by another process in between, it comes back here with ids[1].
+  const early = open(t, srv.port, { 'Last-Event-ID': ids[1] })
+  const ended = await waitForBody(early, (body, parsed) => parsed.complete, 'the stream to end for a retry')
+  assert.deepEqual(codes, [], 'the reader had not read the new stream yet')
+  assert.deepEqual(eventsOf(ended.body.toString('utf8')), [], 'nothing after the welcome')
+
+  await waitFor(() => codes.includes('ERR_SSE_REDIS_STREAM_RESET') && channel.lastEventId === ids[4], {
+    what: 'the reader to read the new stream',
+    ...WAIT,
+  })
+  const back = open(t, srv.port, { 'Last-Event-ID': ids[1] })
+  await waitForBody(back, (body) => body.includes(`id: ${ids[4]}\n`), 'the replay of the new stream')
+  assert.deepEqual(eventsOf(bodyOf(back)).map((e) => e.id), ids.slice(2))
+})
+
 // ------------------------------------------------------- 3: hung Redis
 
 test('a hung Redis (SIGSTOP): broadcasts bounded in number and time, a replay ends for retry, the reader reconnects; all works after SIGCONT', async (t) => {
