@@ -146,6 +146,30 @@ test('options are checked as in the Node form, and a bad one opens nothing', () 
   )
 })
 
+// Under WASI, napi-rs turned an exception thrown through the constructor's
+// call into the front into a plain Error with its message: the bad header
+// arrived as GenericFailure instead of TypeError ERR_SSE_INVALID_OPTION.
+test('an exception thrown while the constructor sets the stream up reaches the caller as it was thrown', () => {
+  assert.throws(
+    () => new SSE(request(), { headers: { 'X-Bad': 'a\nb' } }),
+    (err) => err instanceof TypeError && err.code === 'ERR_SSE_INVALID_OPTION',
+  )
+  if (onDeno) return // Deno does not read the signal (see below)
+  const thrown = new RangeError('from the signal getter')
+  thrown.code = 'MINE'
+  assert.throws(
+    () =>
+      new SSE({
+        url: URL_BASE,
+        headers: new Headers(),
+        get signal() {
+          throw thrown
+        },
+      }),
+    (err) => err === thrown,
+  )
+})
+
 test('user headers go on the response; an array repeats the header', () => {
   const sse = new SSE(request(), { headers: { 'X-Stream': 'prices', 'Set-Cookie': ['a=1', 'b=2'], 'Cache-Control': 'no-store' } })
   const headers = sse.getResponse().headers

@@ -16,6 +16,12 @@ test('import() and require() give the same class', async () => {
   assert.equal(esm.SSE, SSE)
 })
 
+test('the package exports SSE, Channel, drain and metrics, and nothing of the binding', async () => {
+  assert.deepEqual(Object.keys(nativeSse).sort(), ['Channel', 'SSE', 'drain', 'metrics'])
+  const esm = await import('native-sse')
+  assert.deepEqual(Object.keys(esm).filter((name) => name !== 'default').sort(), ['Channel', 'SSE', 'drain', 'metrics'])
+})
+
 test('a stream opened through the required class works end to end', async () => {
   let uuid
   const server = http.createServer((req, res) => {

@@ -4,7 +4,9 @@
 // the public types. `npm run package` builds and packs them for real;
 // scripts/test-install.mjs installs those tarballs.
 import assert from 'node:assert/strict'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -12,6 +14,7 @@ import { after, before, describe, test } from 'node:test'
 import { npmPack, PLATFORMS, readJson, ROOT, rootManifest, stageMain } from '../scripts/package.mjs'
 
 const pkg = rootManifest()
+const { noRustMessage, platformName } = createRequire(import.meta.url)('../js/platform.js')
 
 describe('the main package as published', () => {
   let dir
@@ -132,4 +135,32 @@ describe('the public types', () => {
 test("the repository's package.json still builds from source in a git clone", () => {
   assert.match(pkg.scripts.prepare, /build-from-source/)
   assert.ok(pkg.files.includes('*.node'), 'a git dependency packs the binary its prepare built')
+})
+
+test('npm publish from the repository root is refused (the tarballs in dist/ are what gets published)', () => {
+  const run = spawnSync('npm', ['publish', '--dry-run'], { cwd: ROOT, encoding: 'utf8', timeout: 60000 })
+  assert.notEqual(run.status, 0)
+  assert.match(run.stderr, /native-sse: publish the tarballs npm run package writes into dist\//)
+})
+
+test('without Rust, the git install stops with one line naming the platform and what to install', () => {
+  // PATH holds only this Node: no cargo, no npm.
+  const bin = mkdtempSync(join(tmpdir(), 'native-sse-no-rust-'))
+  try {
+    symlinkSync(process.execPath, join(bin, 'node'))
+    const run = spawnSync(join(bin, 'node'), [join(ROOT, 'scripts', 'build-from-source.mjs')], {
+      cwd: ROOT,
+      env: { PATH: bin, HOME: bin },
+      encoding: 'utf8',
+      timeout: 30000,
+    })
+    assert.equal(run.status, 1, run.stderr)
+    assert.equal(run.stdout, '')
+    const lines = run.stderr.trim().split('\n')
+    assert.equal(lines.length, 1, run.stderr)
+    assert.equal(lines[0], noRustMessage())
+    assert.match(lines[0], new RegExp(`for ${platformName()} needs Rust.*https://rustup\\.rs`))
+  } finally {
+    rmSync(bin, { recursive: true, force: true })
+  }
 })

@@ -1,6 +1,6 @@
 // Tests each binary this Linux x64 machine can build by running the core
-// Node tests (bytes, sending, validation, lifecycle, channel, HTTP/2) with
-// it, on the kind of machine it is for:
+// Node tests (bytes, sending, validation, lifecycle, channel, HTTP/2, the
+// Fetch form) with it, on the kind of machine it is for:
 //
 //   linux-x64-gnu     zig build for glibc 2.17, the host's Node, loaded with
 //                     NAPI_RS_NATIVE_LIBRARY_PATH
@@ -71,7 +71,7 @@ const WORK = join(ROOT, '.cache', 'platforms')
 const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version
 
 /** The core tests, as `npm test` runs them (but through each target's Node). */
-const CORE_TESTS = ['bytes', 'sending', 'validation', 'lifecycle', 'channel', 'http2'].map(
+const CORE_TESTS = ['bytes', 'sending', 'validation', 'lifecycle', 'channel', 'http2', 'fetch'].map(
   (name) => `__test__/${name}.test.mjs`,
 )
 

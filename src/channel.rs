@@ -12,7 +12,7 @@ use native_sse_core::Key;
 
 use crate::errors;
 use crate::open;
-use crate::state::State;
+use crate::state::{call_glue, State};
 
 /// `attachChannel(channel, key, flushWindow, epoch, redis, stream, maxLen,
 /// maxInFlight, commandTimeout)`.
@@ -86,17 +86,21 @@ impl Channel {
       Some((redis, stream)) => (redis, env.create_string(&stream)?.to_unknown()),
       None => (().into_unknown(env)?, ().into_unknown(env)?),
     };
-    let attached = attach.call(FnArgs::from((
-      this.object,
-      key.to_bits() as f64,
-      options.flush_window_ms as f64,
-      epoch as f64,
-      redis,
-      stream,
-      options.max_len as f64,
-      options.max_in_flight as f64,
-      options.command_timeout_ms as f64,
-    )));
+    let attached = call_glue(
+      env,
+      &attach,
+      FnArgs::from((
+        this.object,
+        key.to_bits() as f64,
+        options.flush_window_ms as f64,
+        epoch as f64,
+        redis,
+        stream,
+        options.max_len as f64,
+        options.max_in_flight as f64,
+        options.command_timeout_ms as f64,
+      )),
+    );
     if let Err(err) = attached {
       state.drop_channel(key);
       return Err(err);

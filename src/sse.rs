@@ -11,7 +11,7 @@ use native_sse_core::StreamOptions;
 
 use crate::errors::{self, type_error};
 use crate::open;
-use crate::state::State;
+use crate::state::{call_glue, State};
 
 /// One Server-Sent Events connection, a drop-in replacement for the `SSE`
 /// class of S42Core.
@@ -148,7 +148,11 @@ fn open_fetch<'env>(
   let prepare: Function<PrepareFetchArgs, Unknown> = state.glue(env, "prepareFetch")?;
   // Heartbeats on: the first read of an empty body gets one at once.
   let greet = given.options.keep_alive_ms > 0;
-  let sink = prepare.call(FnArgs::from((request.object, response_headers, cap, greet)))?;
+  let sink = call_glue(
+    env,
+    &prepare,
+    FnArgs::from((request.object, response_headers, cap, greet)),
+  )?;
   let uuid = uuid::Uuid::new_v4().to_string();
   let (key, flags) = open_in_engine(&state, &uuid, &last_event_id, given.options, Form::Fetch)?;
   let opened = Opened {
@@ -180,14 +184,18 @@ fn hand_over(
   opened: Opened,
 ) -> Result<SSE> {
   let attach: Function<AttachArgs, Unknown> = state.glue(env, glue)?;
-  let attached = attach.call(FnArgs::from((
-    this.object,
-    target,
-    opened.key.to_bits() as f64,
-    opened.flags,
-    opened.uuid,
-    opened.last_event_id,
-  )));
+  let attached = call_glue(
+    env,
+    &attach,
+    FnArgs::from((
+      this.object,
+      target,
+      opened.key.to_bits() as f64,
+      opened.flags,
+      opened.uuid,
+      opened.last_event_id,
+    )),
+  );
   if let Err(err) = attached {
     let key = opened.key;
     let _ = state.with(|engine| engine.gone(key, native_sse_core::CloseReason::Server));

@@ -98,6 +98,50 @@ impl State {
   }
 }
 
+/// Calls a glue function (from [`State::glue`]). An exception it throws (a
+/// `TypeError` of the front, or user code's own) stays pending as it is, so
+/// it reaches the caller with its type, `code` and identity, and the call
+/// answers `Status::PendingException`. napi-rs's `Function::call` takes the
+/// exception instead and, on WASI, throws back a plain `Error` made from its
+/// message. The caller must not call Node-API again before returning the
+/// error (the glue's callers only tidy the engine up, in Rust).
+pub fn call_glue<'env, Args: JsValuesTupleIntoVec>(
+  env: &'env Env,
+  function: &Function<'env, Args, Unknown<'env>>,
+  args: Args,
+) -> Result<Unknown<'env>> {
+  let raw = env.raw();
+  let mut this = std::ptr::null_mut();
+  // SAFETY: makes `undefined` in the current handle scope, into a local.
+  check_status!(unsafe { napi::sys::napi_get_undefined(raw, &mut this) })?;
+  let argv = args.into_vec(raw)?;
+  let mut result = std::ptr::null_mut();
+  // SAFETY: `function` and every value of `argv` belong to this call's
+  // handle scope; `argv` holds `argv.len()` values; `result` is a local.
+  let status = unsafe {
+    napi::sys::napi_call_function(
+      raw,
+      this,
+      function.value().value,
+      argv.len(),
+      argv.as_ptr(),
+      &mut result,
+    )
+  };
+  match status {
+    // SAFETY: a value the call just returned, in the current scope.
+    napi::sys::Status::napi_ok => Ok(unsafe { Unknown::from_raw_unchecked(raw, result) }),
+    napi::sys::Status::napi_pending_exception => Err(Error::new(
+      Status::PendingException,
+      "native-sse: the front threw",
+    )),
+    other => Err(Error::new(
+      Status::from(other),
+      "native-sse: calling the front failed",
+    )),
+  }
+}
+
 /// `bits` as a key; a number no key gives finds nothing.
 pub fn key(bits: f64) -> Key {
   Key::from_bits(if bits >= 0.0 && bits.fract() == 0.0 {
