@@ -151,7 +151,9 @@ test(`${TOTAL} eventsource clients move from a draining server to another with e
   redisClients.add(redis)
   const broadcaster = new Channel({ redis, stream })
   t.after(() => broadcaster.close())
-  await waitFor(() => broadcaster.lastEventId !== null, { timeoutMs: 15000, what: 'the broadcaster to read the stream' })
+  // Ready: it read the stream and its client is connected (a broadcast on a
+  // client still connecting is refused).
+  await waitFor(() => broadcaster.redisStatus.state === 'ready', { timeoutMs: 15000, what: 'the broadcaster to be ready' })
 
   const url = `http://127.0.0.1:${proxy.port}/events`
   const groups = []

@@ -48,6 +48,7 @@ test('a Redis channel counts what it read and delivered, its replays and resets'
     channel.add(first.sse)
     // The member joins once the channel has read the stream's position.
     await first.client.waitForBody((body) => /id: \d+-\d+\n\n$/.test(body), WAIT)
+    await waitFor(() => channel.redisStatus.state === 'ready', { what: 'the channel to be ready', ...WAIT })
     const ids = []
     for (let i = 0; i < 5; i++) ids.push(await channel.broadcast({ eventName: 'news', eventPayload: i }))
     await first.client.waitForBody((body) => body.includes('data: 4\n\n'), WAIT)

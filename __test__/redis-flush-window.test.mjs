@@ -43,6 +43,9 @@ for (const flushWindow of [10, 200]) {
     const readers = [rawGet(port), rawGet(port)]
     try {
       await waitFor(() => members.size === 2, { timeoutMs: 10_000, what: 'two members' })
+      // A broadcast on a client that is still connecting is refused
+      // (ERR_SSE_REDIS_UNAVAILABLE): wait until the publisher reads too.
+      await waitFor(() => publisher.redisStatus.state === 'ready', { timeoutMs: 10_000, what: 'the publisher to be ready' })
       const ids = []
       for (let i = 1; i <= 5; i++) ids.push(await publisher.broadcast({ eventName: 'tick', eventPayload: { i } }))
       for (const reader of readers) {
