@@ -182,6 +182,10 @@ export interface ChannelMetrics {
   replays: number
   /** Members that got a `reset` event. */
   resets: number
+  /** Streams that joined (`add()` of a stream that was not a member). */
+  joined: number
+  /** Members that left: their stream closed, by `onClose` reason, or `removed` with it still open (`remove()`, or the channel closed). */
+  left: { client: number; server: number; overflow: number; removed: number }
   /** A Redis channel's reader state (as `channel.redisStatus` gives it); `null` for an in-process channel. */
   redis: ChannelRedisStatus | null
 }

@@ -5,10 +5,9 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 
-import Redis from 'ioredis'
-
 import { Channel, metrics, SSE } from 'native-sse'
 import { rawGet, startServer, waitFor } from './helpers.mjs'
+import { CLIENT_KIND, disconnect, makeClient } from './redis-clients.mjs'
 import { killAllRedis, startRedis } from './redis-server.mjs'
 
 const WAIT = { timeoutMs: 15000 }
@@ -19,14 +18,14 @@ const made = []
 
 before(async () => {
   redisServer = await startRedis()
-  redis = new Redis({ host: '127.0.0.1', port: redisServer.port })
-  redis.on('error', () => {})
+  // ioredis, or node-redis in metrics-redis-node-redis.test.mjs.
+  redis = makeClient(redisServer.port)
   srv = await startServer((req, res) => made.push(new SSE(req, res, { keepAlive: 0 })))
 })
 
 after(async () => {
   await srv?.close()
-  redis?.disconnect()
+  if (redis) disconnect(redis)
   await redisServer?.close()
   await killAllRedis()
 })
@@ -71,9 +70,12 @@ test('a Redis channel counts what it read and delivered, its replays and resets'
     assert.equal(m.resets, 1)
     const received = members.reduce((sum, { client, welcome }) => sum + client.response().body.length - welcome, 0)
     assert.equal(m.bytes, received)
-    // The Redis reader's state, where this version has `redisStatus`.
-    if ('redisStatus' in channel) assert.equal(typeof m.redis, 'object')
-    else assert.equal(m.redis, null)
+    // The Redis reader's state, as channel.redisStatus gives it.
+    assert.equal(m.redis.state, 'ready')
+    assert.equal(m.redis.client, CLIENT_KIND)
+    assert.equal(m.redis.lastId, channel.lastEventId)
+    assert.equal(m.redis.inFlight, 0)
+    assert.ok(m.redis.lagMs >= 0)
 
     const d = metrics()
     assert.equal(d.replays - before.replays, 1)

@@ -154,7 +154,7 @@ test('heartbeats count, with their bytes', async () => {
   client.close()
 })
 
-test('channel.metrics(): members, broadcasts, deliveries, bytes, replays and resets as the members received them', async () => {
+test('channel.metrics(): members, broadcasts, deliveries, bytes, replays, resets, joins and leaves as the members received them', async () => {
   const before = metrics()
   const channel = new Channel({ historyEvents: 5 })
   const members = []
@@ -182,8 +182,10 @@ test('channel.metrics(): members, broadcasts, deliveries, bytes, replays and res
   await members[2].client.waitForBody((body) => body.includes('a and c'))
 
   const m = channel.metrics()
-  assert.deepEqual(Object.keys(m), ['members', 'broadcasts', 'deliveries', 'bytes', 'replays', 'resets', 'redis'])
+  assert.deepEqual(Object.keys(m), ['members', 'broadcasts', 'deliveries', 'bytes', 'replays', 'resets', 'joined', 'left', 'redis'])
   assert.equal(m.members, 6)
+  assert.equal(m.joined, 6)
+  assert.deepEqual(m.left, { client: 0, server: 0, overflow: 0, removed: 0 })
   assert.equal(m.broadcasts, 10)
   assert.equal(m.deliveries, 8 * 3 + 1 + 2)
   assert.equal(m.replays, 1)
@@ -200,10 +202,18 @@ test('channel.metrics(): members, broadcasts, deliveries, bytes, replays and res
   const received = [...members, ...joiners].reduce((sum, { client }) => sum + bodyBytes(client), 0)
   assert.equal(d.bytes, received)
 
+  // Members leave: the client goes, the server closes, remove(), close().
+  const gone = new Promise((resolve) => members[1].sse.onClose(resolve))
+  members[1].client.close()
+  assert.equal(await gone, 'client')
+  members[2].sse.close()
   channel.remove(members[0].sse)
-  assert.equal(channel.metrics().members, 5)
+  assert.equal(channel.metrics().members, 3)
+  assert.deepEqual(channel.metrics().left, { client: 1, server: 1, overflow: 0, removed: 1 })
   channel.close()
   assert.equal(channel.metrics().members, 0)
+  assert.deepEqual(channel.metrics().left, { client: 1, server: 1, overflow: 0, removed: 4 })
+  assert.equal(channel.metrics().joined, 6)
   assert.equal(channel.metrics().broadcasts, 10)
   assert.equal(delta(before, metrics()).channels.open, 0)
   for (const { client } of [...members, ...joiners]) client.close()

@@ -1,14 +1,14 @@
 // A Redis channel with a flush window: entries read back from the stream
 // wait in the channel's queue for the window, and the first one of a
 // window arms its timer (before the fix they waited until close()). Real
-// redis-server (redis-server.mjs), a real HTTP server, raw sockets.
+// redis-server (redis-server.mjs), a real HTTP server, raw sockets; ioredis
+// here, node-redis in redis-flush-window-node-redis.test.mjs.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 
-import Redis from 'ioredis'
-
 import { Channel, SSE } from 'native-sse'
 import { rawGet, splitEvents, startServer, waitFor } from './helpers.mjs'
+import { disconnect, makeClient } from './redis-clients.mjs'
 import { killAllRedis, startRedis } from './redis-server.mjs'
 
 let redisServer
@@ -19,14 +19,14 @@ before(async () => {
 })
 
 after(async () => {
-  for (const client of clients) client.disconnect()
+  for (const client of clients) disconnect(client)
   await redisServer?.close()
   await killAllRedis()
 })
 
+/** A client of the kind under test (ioredis, or node-redis: see redis-clients.mjs). */
 function redisClient() {
-  const client = new Redis({ host: '127.0.0.1', port: redisServer.port })
-  client.on('error', () => {})
+  const client = makeClient(redisServer.port)
   clients.push(client)
   return client
 }

@@ -28,8 +28,17 @@ function metrics() {
 
 /** A channel's counters; zeros once the core has let it go. */
 function channelCounters(key) {
-  const m = binding.channelMetrics(key) ?? [0, 0, 0, 0, 0, 0]
-  return { members: m[0], broadcasts: m[1], deliveries: m[2], bytes: m[3], replays: m[4], resets: m[5] }
+  const m = binding.channelMetrics(key) ?? [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+  return {
+    members: m[0],
+    broadcasts: m[1],
+    deliveries: m[2],
+    bytes: m[3],
+    replays: m[4],
+    resets: m[5],
+    joined: m[6],
+    left: { client: m[7], server: m[8], overflow: m[9], removed: m[10] },
+  }
 }
 
 module.exports = { metrics, channelCounters, front }

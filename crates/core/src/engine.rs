@@ -763,7 +763,9 @@ impl Engine {
     }
     for channel in std::mem::take(&mut stream.channels) {
       if let Some(channel) = self.channels.get_mut(channel) {
-        channel.take(key);
+        if channel.take(key).is_some() {
+          channel.counters.member_closed(reason);
+        }
       }
     }
     self.cursors.remove(&key);
@@ -1077,6 +1079,7 @@ impl Engine {
       return Ok((false, 0));
     };
     stream.channels.push(channel_key);
+    channel.counters.joined += 1;
     let last = stream.last_event_id.clone();
     let mut member = Member {
       stream: stream_key,
@@ -1228,6 +1231,7 @@ impl Engine {
     if channel.take(stream_key).is_none() {
       return false;
     }
+    channel.counters.left_removed += 1;
     if let Some(stream) = self.streams.get_mut(stream_key) {
       stream.channels.retain(|key| *key != channel_key);
     }
@@ -1492,6 +1496,7 @@ impl Engine {
     let mut out = 0;
     let members = std::mem::take(&mut channel.members);
     channel.index.clear();
+    channel.counters.left_removed += members.len() as u64;
     for member in members {
       if let Some(stream) = self.streams.get_mut(member.stream) {
         stream.channels.retain(|key| *key != channel_key);

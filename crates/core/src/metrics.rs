@@ -59,6 +59,25 @@ pub struct ChannelCounters {
   pub bytes: u64,
   pub replays: u64,
   pub resets: u64,
+  /// Streams that joined (`add()` of a stream not yet a member).
+  pub joined: u64,
+  /// Members that left because their stream closed, by reason, and those
+  /// that left with their stream open (`remove()`, or the channel closed).
+  pub left_client: u64,
+  pub left_server: u64,
+  pub left_overflow: u64,
+  pub left_removed: u64,
+}
+
+impl ChannelCounters {
+  /// A member's stream closed for `reason`.
+  pub fn member_closed(&mut self, reason: CloseReason) {
+    match reason {
+      CloseReason::Client => self.left_client += 1,
+      CloseReason::Server => self.left_server += 1,
+      CloseReason::Overflow => self.left_overflow += 1,
+    }
+  }
 }
 
 /// The engine's counters with its gauges, as `metrics()` reports them.
@@ -101,7 +120,7 @@ pub struct ChannelSnapshot {
 
 impl ChannelSnapshot {
   /// The numbers in the order the binding hands them to JavaScript.
-  pub fn to_array(&self) -> [u64; 6] {
+  pub fn to_array(&self) -> [u64; 11] {
     let c = &self.counters;
     [
       self.members,
@@ -110,6 +129,11 @@ impl ChannelSnapshot {
       c.bytes,
       c.replays,
       c.resets,
+      c.joined,
+      c.left_client,
+      c.left_server,
+      c.left_overflow,
+      c.left_removed,
     ]
   }
 }
@@ -161,9 +185,14 @@ mod tests {
         bytes: 4,
         replays: 5,
         resets: 6,
+        joined: 7,
+        left_client: 8,
+        left_server: 9,
+        left_overflow: 10,
+        left_removed: 11,
       },
       members: 1,
     };
-    assert_eq!(channel.to_array(), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(channel.to_array(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
   }
 }

@@ -284,6 +284,58 @@ fn replays_resets_and_joins_of_a_redis_channel() {
 }
 
 #[test]
+fn members_join_and_leave_by_reason() {
+  let mut d = Driver::new();
+  let ch = d.channel(local(1, 10, 1024), 0);
+  let other = d.channel(local(2, 10, 1024), 0);
+  let keys: Vec<Key> = (0..6)
+    .map(|n| d.open(&format!("m{n}"), None, options(MIB)))
+    .collect();
+  for &key in &keys {
+    assert!(d.add(ch, key));
+  }
+  // Added again: still one join. In two channels: each counts it.
+  assert!(d.add(ch, keys[0]));
+  assert!(d.add(other, keys[0]));
+  d.settle();
+  assert!(d.engine.gone(keys[0], CloseReason::Client));
+  assert!(d.close(keys[1]));
+  assert!(d.remove(ch, keys[2]));
+  assert!(!d.remove(ch, keys[2]));
+  // Removed, then closed: it had left already.
+  assert!(d.close(keys[2]));
+  // An overflowing member.
+  d.slow.insert(keys[3]);
+  for _ in 0..40 {
+    d.broadcast(ch, "e", &"z".repeat(64 * 1024));
+    d.settle();
+    if !d.engine.is_open(keys[3]) {
+      break;
+    }
+  }
+  assert_eq!(d.destroyed, vec![keys[3]]);
+  let c = channel(&d, ch).counters;
+  assert_eq!(
+    (
+      c.joined,
+      c.left_client,
+      c.left_server,
+      c.left_overflow,
+      c.left_removed
+    ),
+    (6, 1, 1, 1, 1)
+  );
+  assert_eq!(channel(&d, ch).members, 2);
+  let o = channel(&d, other).counters;
+  assert_eq!((o.joined, o.left_client), (1, 1));
+  // Closing the channel: its last two members leave with their streams open.
+  d.call(|e| e.close_channel(ch));
+  assert_eq!(channel(&d, ch).counters.left_removed, 3);
+  assert_eq!(channel(&d, ch).members, 0);
+  assert!(d.engine.is_open(keys[4]) && d.engine.is_open(keys[5]));
+}
+
+#[test]
 fn channels_open_and_close() {
   let mut d = Driver::new();
   let a = d.channel(local(1, 10, 1024), 0);
