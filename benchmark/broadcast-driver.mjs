@@ -16,9 +16,29 @@ const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const maxRss = () => process.resourceUsage().maxRSS * 1024
 
+/**
+ * How far ahead of the slowest client the server may broadcast: the
+ * clients' `credit` messages raise `allowed` (never lower it), and
+ * `until(seq)` waits until event `seq` is allowed.
+ */
+export class Credit {
+  allowed = 0
+  #waiter = null
+
+  grant(upTo) {
+    if (upTo <= this.allowed) return
+    this.allowed = upTo
+    this.#waiter?.()
+    this.#waiter = null
+  }
+
+  async until(seq) {
+    while (seq > this.allowed) await new Promise((resolve) => (this.#waiter = resolve))
+  }
+}
+
 export function broadcastDriver({ group, gc, closes = {}, onExit = () => {} }) {
-  let allowed = 0
-  let creditWaiter = null
+  const credit = new Credit()
   let runStart = null
   let rssBefore = 0
   let rssPeak = 0
@@ -31,7 +51,7 @@ export function broadcastDriver({ group, gc, closes = {}, onExit = () => {} }) {
   }
 
   async function run({ first, count, payloadBytes, eventName, upTo, pace, measure }) {
-    if (upTo > allowed) allowed = upTo
+    credit.grant(upTo)
     const pad = 'x'.repeat(Math.max(0, payloadBytes - 40))
     if (measure) {
       for (let i = 0; i < 3; i++) {
@@ -46,7 +66,7 @@ export function broadcastDriver({ group, gc, closes = {}, onExit = () => {} }) {
     }
     for (let seq = first; seq <= count; seq++) {
       await (pace ? sleep(pace) : nextTurn())
-      while (seq > allowed) await new Promise((resolve) => (creditWaiter = resolve))
+      await credit.until(seq)
       // `t` is read just before broadcast(), on the clock the clients use.
       group.broadcast(eventName, { i: seq, t: now(), p: pad }, seq)
     }
@@ -65,11 +85,7 @@ export function broadcastDriver({ group, gc, closes = {}, onExit = () => {} }) {
         })
         break
       case 'credit':
-        if (message.upTo > allowed) {
-          allowed = message.upTo
-          creditWaiter?.()
-          creditWaiter = null
-        }
+        credit.grant(message.upTo)
         break
       case 'stats': {
         const cpu = process.cpuUsage(runStart)

@@ -23,6 +23,8 @@ import vm from 'node:vm'
 import Redis from 'ioredis'
 import { Channel, SSE } from 'native-sse'
 
+import { Credit } from './broadcast-driver.mjs'
+
 const [workersArg, redisUrl, streamKey, transport] = process.argv.slice(2)
 const MAX_LEN = 10_000
 const FLUSH_WINDOW_MS = 10
@@ -107,8 +109,7 @@ async function primary() {
 
   const redis = new Redis(redisUrl)
   const channel = new Channel({ redis, stream: streamKey, maxLen: MAX_LEN })
-  let allowed = 0
-  let creditWaiter = null
+  const credit = new Credit()
   let failed = null
   const pending = new Set()
 
@@ -122,7 +123,7 @@ async function primary() {
   }
 
   async function run({ first, paceMs, count: events, durationMs, upTo, burst = 1 }) {
-    if (upTo > allowed) allowed = upTo
+    credit.grant(upTo)
     const start = performance.now()
     let seq = first - 1
     if (paceMs) {
@@ -134,8 +135,8 @@ async function primary() {
       const end = start + durationMs
       while (performance.now() < end) {
         await nextTurn()
-        while (seq + 1 > allowed) await new Promise((resolve) => (creditWaiter = resolve))
-        for (let n = Math.min(burst, allowed - seq); n > 0; n--) broadcast(++seq)
+        await credit.until(seq + 1)
+        for (let n = Math.min(burst, credit.allowed - seq); n > 0; n--) broadcast(++seq)
       }
     }
     await Promise.allSettled([...pending])
@@ -163,11 +164,7 @@ async function primary() {
         })
         break
       case 'credit':
-        if (message.upTo > allowed) {
-          allowed = message.upTo
-          creditWaiter?.()
-          creditWaiter = null
-        }
+        credit.grant(message.upTo)
         break
       case 'exit':
         exiting = true

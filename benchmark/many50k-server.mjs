@@ -24,6 +24,7 @@ import { performance } from 'node:perf_hooks'
 
 import { createChannel, createSession } from 'better-sse'
 import { Channel, SSE } from 'native-sse'
+import { Credit } from './broadcast-driver.mjs'
 import { fileDescriptors, measureLoop, memoryAfterGc } from './server-probes.mjs'
 
 
@@ -99,11 +100,10 @@ async function measure(ms) {
   process.send({ type: 'measured', ...(await measureLoop(ms)), streams: streams.size })
 }
 
-let allowed = 0
-let creditWaiter = null
+const credit = new Credit()
 
 async function run({ first, paceMs, count, durationMs, upTo, burst = 1 }) {
-  if (upTo > allowed) allowed = upTo
+  credit.grant(upTo)
   const cpuStart = process.cpuUsage()
   const start = performance.now()
   let seq = first - 1
@@ -116,9 +116,9 @@ async function run({ first, paceMs, count, durationMs, upTo, burst = 1 }) {
     const end = start + durationMs
     while (performance.now() < end) {
       await nextTurn()
-      while (seq + 1 > allowed) await new Promise((resolve) => (creditWaiter = resolve))
+      await credit.until(seq + 1)
       // Up to `burst` events a turn, as many as the credit allows.
-      for (let n = Math.min(burst, allowed - seq); n > 0; n--) impl.broadcast(++seq)
+      for (let n = Math.min(burst, credit.allowed - seq); n > 0; n--) impl.broadcast(++seq)
     }
   }
   const cpu = process.cpuUsage(cpuStart)
@@ -143,11 +143,7 @@ process.on('message', async (message) => {
       })
       break
     case 'credit':
-      if (message.upTo > allowed) {
-        allowed = message.upTo
-        creditWaiter?.()
-        creditWaiter = null
-      }
+      credit.grant(message.upTo)
       break
     case 'exit':
       process.exit(0) // the kernel closes the sockets
